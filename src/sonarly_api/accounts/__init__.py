@@ -1,0 +1,1 @@
+"""Account groups: the tenants every prospect and key grant belongs to."""

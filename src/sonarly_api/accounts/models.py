@@ -1,0 +1,24 @@
+"""Account group table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sonarly_api.db import Base
+
+
+class AccountGroup(Base):
+    __tablename__ = "account_groups"
+    __table_args__ = (
+        CheckConstraint("id ~ '^[0-9a-f]{24}$'", name="id_format"),
+        CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -1,0 +1,74 @@
+"""create_app(): routers, error handlers, middleware, lifespan — nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from sonarly_api import __version__
+from sonarly_api.accounts.router import router as accounts_router
+from sonarly_api.auth.authenticator import Authenticator
+from sonarly_api.config import Settings, get_settings
+from sonarly_api.db import Database, create_engine
+from sonarly_api.handlers import install_error_handlers, render_unhandled
+from sonarly_api.openapi import install_openapi
+from sonarly_api.prospects.router import router as prospects_router
+from sonarly_api.ratelimit import RateLimits
+from sonarly_api.state import AppState
+from sonarly_api.tracing import TraceMiddleware
+
+DESCRIPTION = """\
+Look prospects up by the id an external provider gave them, strictly inside one account group.
+
+Every answer, errors included, is the envelope `{success, data, error, traceId}`; the
+`X-Trace-Id` header repeats `traceId`. Authenticate with `Authorization: Bearer sk_live_…`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if settings.database_url is None or settings.api_key_pepper is None:
+        # `sonarly-api serve` resolves the embedded database before the app is built.
+        raise RuntimeError("create_app needs DATABASE_URL and API_KEY_PEPPER")
+    database_url = settings.database_url
+    pepper = settings.api_key_pepper.get_secret_value().encode()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(create_engine(settings, database_url))
+        rate_limits = RateLimits(
+            settings.rate_limit_storage_uri, settings.rate_limit, settings.auth_failure_rate_limit
+        )
+        app.state.sonarly = AppState(
+            settings=settings,
+            db=db,
+            authenticator=Authenticator(
+                db, pepper, settings.key_cache_ttl_seconds, settings.key_cache_size
+            ),
+            rate_limits=rate_limits,
+        )
+        try:
+            yield
+        finally:
+            await rate_limits.close()
+            await db.dispose()
+
+    app = FastAPI(
+        title="Sonarly API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        openapi_tags=[
+            {"name": "Prospects", "description": "Provider-id lookup."},
+            {"name": "Accounts", "description": "Account groups a key may use."},
+        ],
+    )
+    app.include_router(prospects_router)
+    app.include_router(accounts_router)
+    install_error_handlers(app)
+    install_openapi(app)
+    app.add_middleware(TraceMiddleware, render_error=render_unhandled)
+    return app

@@ -1,0 +1,1 @@
+"""API keys: format, hashing, storage, and the request-time principal."""

@@ -1,0 +1,49 @@
+"""FastAPI dependencies that enforce the contract's order of checks:
+401 (who) → 429 (how often) → 403 PERMISSION_DENIED (what) — then the route validates its
+input (422) and checks the account group grant (403 ACCOUNT_GROUP_FORBIDDEN)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+
+from sonarly_api.auth.principal import Principal
+from sonarly_api.errors import PermissionDenied, Unauthorized
+from sonarly_api.state import AppState
+from sonarly_api.tracing import add_response_header
+
+
+async def _authenticate_and_limit(request: Request) -> Principal:
+    state: AppState = request.app.state.sonarly
+    address = request.client.host if request.client else "unknown"
+    limits = state.rate_limits
+    await limits.ensure_address_not_blocked(address)
+    try:
+        principal = await state.authenticator.authenticate(request.headers.get("authorization"))
+    except Unauthorized:
+        await limits.record_failed_auth(address)
+        raise
+    request.state.principal = principal
+    quota = await limits.hit_key(principal.key_id)
+    for name, value in quota.headers().items():
+        add_response_header(request.scope, name, value)
+    return principal
+
+
+async def authenticated(request: Request) -> Principal:
+    """Any valid key, within its rate limit."""
+    return await _authenticate_and_limit(request)
+
+
+def require(permission: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A valid key, within its rate limit, holding `permission`."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = await _authenticate_and_limit(request)
+        if permission not in principal.permissions:
+            raise PermissionDenied(permission)
+        return principal
+
+    dependency.__name__ = f"require_{permission.replace(':', '_')}"
+    return dependency

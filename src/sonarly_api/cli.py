@@ -1,0 +1,396 @@
+"""`sonarly-api`: serve the API and administer it (database, account groups, keys, imports).
+
+Every command reads the same settings as the server (environment and `.env`) and reaches the
+database through `runtime.open_database`, embedded or configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from sonarly_api.accounts import repository as account_groups
+from sonarly_api.auth import keys as key_format
+from sonarly_api.auth import repository as api_keys
+from sonarly_api.auth.principal import PERMISSIONS
+from sonarly_api.config import Settings, describe_settings_error, get_settings
+from sonarly_api.db import async_url
+from sonarly_api.embedded_pg import EmbeddedPostgresError
+from sonarly_api.ids import is_id
+from sonarly_api.runtime import ResolvedDatabase, open_database
+from sonarly_api.timestamps import iso_millis
+
+T = TypeVar("T")
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+groups_app = typer.Typer(help="Account groups (tenants).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+prospects_app = typer.Typer(help="Prospects.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(groups_app, name="account-groups")
+app.add_typer(keys_app, name="keys")
+app.add_typer(prospects_app, name="prospects")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        fail(describe_settings_error(exc), code=2)
+
+
+@dataclass(frozen=True)
+class Admin:
+    engine: AsyncEngine
+    pepper: bytes
+
+
+def run_with_database(work: Callable[[Admin], Awaitable[T]], *, migrate: bool | None = None) -> T:
+    """Open the database (embedded or configured), run `work(admin)`, close everything."""
+    settings = load_settings()
+
+    async def main(database: ResolvedDatabase) -> T:
+        engine = create_async_engine(async_url(database.url))
+        try:
+            return await work(Admin(engine, database.pepper.encode()))
+        finally:
+            await engine.dispose()
+
+    try:
+        with open_database(settings, migrate=migrate) as database:
+            return asyncio.run(main(database))
+    except EmbeddedPostgresError as exc:
+        fail(f"embedded PostgreSQL: {exc}")
+    except OSError as exc:
+        fail(f"database unreachable: {exc.strerror or exc}")
+
+
+def print_json(value: Any) -> None:
+    out.print_json(json.dumps(value))
+
+
+def maybe_iso(value: datetime | None) -> str | None:
+    return None if value is None else iso_millis(value)
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    migrate: Annotated[
+        bool | None,
+        typer.Option(
+            "--migrate/--no-migrate",
+            help="Apply migrations first (default: only for the embedded database).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the API (embedded PostgreSQL when DATABASE_URL is unset)."""
+    import uvicorn
+
+    settings = load_settings()
+    if settings.embedded and workers > 1:
+        fail(
+            "the embedded PostgreSQL serves a single worker process; "
+            "set DATABASE_URL (and RATE_LIMIT_STORAGE_URI=redis://…) to run several",
+            code=2,
+        )
+    try:
+        with open_database(settings, migrate=migrate) as database:
+            # Workers build their app from the environment: hand them the resolved database.
+            os.environ["DATABASE_URL"] = database.url
+            os.environ["API_KEY_PEPPER"] = database.pepper
+            get_settings.cache_clear()
+            where = f"embedded ({settings.embedded_pg_dir})" if database.embedded else "DATABASE_URL"
+            err.print(
+                f"Sonarly API on http://{host}:{port}  docs: http://{host}:{port}/docs  "
+                f"database: {where}",
+                highlight=False,
+            )
+            uvicorn.run(
+                "sonarly_api.app:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                server_header=False,
+                log_level=settings.log_level,
+            )
+    except EmbeddedPostgresError as exc:
+        fail(f"embedded PostgreSQL: {exc}")
+
+
+# --- db -------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = load_settings()
+    try:
+        with open_database(settings, migrate=True):
+            pass
+    except EmbeddedPostgresError as exc:
+        fail(f"embedded PostgreSQL: {exc}")
+    err.print("database is at the latest schema revision")
+
+
+# --- account groups -------------------------------------------------------------------------
+
+
+def group_json(row: account_groups.AccountGroupRow) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "createdAt": iso_millis(row.created_at)}
+
+
+@groups_app.command("create")
+def groups_create(
+    name: Annotated[str, typer.Option(help="Display name (1–200 characters).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an account group."""
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        fail("--name must be 1 to 200 characters", code=2)
+
+    async def work(admin: Admin) -> account_groups.AccountGroupRow:
+        async with admin.engine.begin() as conn:
+            return await account_groups.create(conn, name)
+
+    row = run_with_database(work)
+    if as_json:
+        print_json(group_json(row))
+    else:
+        out.print(f"created account group [bold]{row.id}[/] ({row.name})", highlight=False)
+
+
+@groups_app.command("list")
+def groups_list(as_json: JsonFlag = False) -> None:
+    """List every account group."""
+
+    async def work(admin: Admin) -> list[account_groups.AccountGroupRow]:
+        async with admin.engine.connect() as conn:
+            return await account_groups.list_all(conn)
+
+    rows = run_with_database(work)
+    if as_json:
+        print_json([group_json(r) for r in rows])
+        return
+    table = Table("id", "name", "created")
+    for r in rows:
+        table.add_row(r.id, r.name, iso_millis(r.created_at))
+    out.print(table)
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+def _check_ids(ids: Sequence[str], option: str) -> list[str]:
+    normalised = [i.strip().lower() for i in ids]
+    bad = [i for i in normalised if not is_id(i)]
+    if bad:
+        fail(f"{option}: not an id (24 hex characters): {', '.join(bad)}", code=2)
+    return normalised
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    account_group: Annotated[
+        list[str], typer.Option("--account-group", help="Account group id (repeatable).")
+    ],
+    permission: Annotated[
+        list[str],
+        typer.Option("--permission", help=f"One of {', '.join(PERMISSIONS)} (repeatable)."),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue an API key. The key is printed once and never stored."""
+    name = name.strip()
+    if not name:
+        fail("--name must not be empty", code=2)
+    group_ids = _check_ids(account_group, "--account-group")
+    unknown_permissions = sorted(set(permission) - set(PERMISSIONS))
+    if unknown_permissions:
+        fail(
+            f"--permission: unknown {', '.join(unknown_permissions)} "
+            f"(known: {', '.join(PERMISSIONS)})",
+            code=2,
+        )
+    secret = key_format.generate_key()
+
+    async def work(admin: Admin) -> str | list[str]:
+        async with admin.engine.begin() as conn:
+            missing = sorted(set(group_ids) - await account_groups.existing_ids(conn, group_ids))
+            if missing:
+                return missing
+            return await api_keys.create_key(
+                conn,
+                name=name,
+                key_hash=key_format.hash_key(secret, admin.pepper),
+                permissions=permission,
+                account_group_ids=group_ids,
+            )
+
+    result = run_with_database(work)
+    if isinstance(result, list):
+        fail(f"--account-group: no such account group: {', '.join(result)}")
+    document = {
+        "id": result,
+        "key": secret,
+        "name": name,
+        "permissions": sorted(set(permission)),
+        "accountGroupIds": sorted(set(group_ids)),
+    }
+    if as_json:
+        print_json(document)
+        return
+    out.print(f"created key [bold]{result}[/] ({name})", highlight=False)
+    out.print(f"  permissions:    {', '.join(document['permissions'])}", highlight=False)
+    out.print(f"  account groups: {', '.join(document['accountGroupIds'])}", highlight=False)
+    out.print(f"\n  {secret}\n", style="bold green", highlight=False)
+    out.print("Store it now: it is shown only this once.", style="yellow")
+
+
+def key_json(key: api_keys.KeySummary) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "permissions": key.permissions,
+        "accountGroupIds": key.account_group_ids,
+        "createdAt": iso_millis(key.created_at),
+        "lastUsedAt": maybe_iso(key.last_used_at),
+        "revokedAt": maybe_iso(key.revoked_at),
+        "expiresAt": maybe_iso(key.expires_at),
+    }
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonFlag = False) -> None:
+    """List API keys (never their secrets)."""
+
+    async def work(admin: Admin) -> list[api_keys.KeySummary]:
+        async with admin.engine.connect() as conn:
+            return await api_keys.list_keys(conn)
+
+    rows = run_with_database(work)
+    if as_json:
+        print_json([key_json(k) for k in rows])
+        return
+    table = Table("id", "name", "permissions", "account groups", "created", "revoked")
+    for k in rows:
+        table.add_row(
+            k.id,
+            k.name,
+            ", ".join(k.permissions),
+            ", ".join(k.account_group_ids),
+            iso_millis(k.created_at),
+            maybe_iso(k.revoked_at) or "",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (not the key).")]) -> None:
+    """Revoke a key. Running servers stop accepting it within KEY_CACHE_TTL_SECONDS."""
+    (key_id,) = _check_ids([key_id], "KEY_ID")
+
+    async def work(admin: Admin) -> bool:
+        async with admin.engine.begin() as conn:
+            return await api_keys.revoke_key(conn, key_id)
+
+    if not run_with_database(work):
+        fail(f"no API key with id {key_id}")
+    ttl = load_settings().key_cache_ttl_seconds
+    out.print(f"revoked key {key_id} (running servers refuse it within {ttl:g} s)", highlight=False)
+
+
+# --- prospects ------------------------------------------------------------------------------
+
+
+@prospects_app.command("import")
+def prospects_import(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV or JSON Lines.")
+    ],
+    account_group: Annotated[str, typer.Option("--account-group", help="Target account group.")],
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Import the valid rows; write the rejected ones to --rejects.")
+    ] = False,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Where --skip-invalid writes rejected rows.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import prospects into an account group, all or nothing (re-importing changes nothing)."""
+    from sonarly_api.prospects.importer import ImportFailed, ImportSummary, import_prospects
+
+    (group_id,) = _check_ids([account_group], "--account-group")
+    if rejects is not None and not skip_invalid:
+        fail("--rejects goes with --skip-invalid", code=2)
+    if skip_invalid and rejects is None:
+        rejects = file.with_name(file.name + ".rejects.csv")
+
+    async def work(admin: Admin) -> ImportSummary:
+        return await import_prospects(
+            admin.engine, group_id, file, skip_invalid=skip_invalid, rejects_path=rejects
+        )
+
+    try:
+        summary = run_with_database(work)
+    except ImportFailed as exc:
+        if as_json:
+            print_json(
+                {
+                    "imported": False,
+                    "errors": [{"line": e.line, "reason": e.reason} for e in exc.errors],
+                }
+            )
+        err.print(f"[bold red]import failed, nothing was written:[/] {exc}", highlight=False)
+        for e in exc.errors:
+            err.print(f"  line {e.line}: {e.reason}", highlight=False)
+        raise typer.Exit(1) from None
+    document = {
+        "imported": True,
+        "rowsRead": summary.rows_read,
+        "created": summary.created,
+        "updated": summary.updated,
+        "unchanged": summary.unchanged,
+        "rejected": summary.rejected,
+    }
+    if as_json:
+        print_json(document)
+        return
+    out.print(
+        f"imported {file.name}: {summary.rows_read} rows read, {summary.created} created, "
+        f"{summary.updated} updated, {summary.unchanged} unchanged, {summary.rejected} rejected",
+        highlight=False,
+    )
+    if summary.rejected and rejects is not None:
+        out.print(f"rejected rows and reasons: {rejects}", highlight=False)

@@ -1,0 +1,104 @@
+"""Settings, read once from the environment (and a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from limits import parse
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDED_PG_DIR = Path(".data/pg")
+
+
+def _validated_rate_limit(value: str) -> str:
+    try:
+        parse(value)
+    except ValueError as exc:
+        raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; the names are the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    api_key_pepper: SecretStr | None = None
+    embedded_pg_dir: Path = DEFAULT_EMBEDDED_PG_DIR
+
+    rate_limit: str = "600/minute"
+    auth_failure_rate_limit: str = "30/minute"
+    rate_limit_storage_uri: str = "memory://"
+
+    # Upper bound, in seconds, for a revoked key to stop working in every worker.
+    key_cache_ttl_seconds: Annotated[float, Field(ge=0, le=300)] = 10.0
+    key_cache_size: Annotated[int, Field(ge=1)] = 10_000
+
+    db_pool_size: Annotated[int, Field(ge=1, le=1000)] = 40
+    db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
+    db_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
+    db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5_000
+
+    log_level: str = "info"
+
+    @field_validator("rate_limit", "auth_failure_rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        return _validated_rate_limit(value)
+
+    @field_validator("rate_limit_storage_uri")
+    @classmethod
+    def _check_storage(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must be memory:// or redis://host:port/db")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ValueError("must start with postgresql:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("api_key_pepper")
+    @classmethod
+    def _check_pepper(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _pepper_with_database(self) -> Settings:
+        if self.database_url is not None and self.api_key_pepper is None:
+            raise ValueError("API_KEY_PEPPER is required when DATABASE_URL is set")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no DATABASE_URL is given: the service runs its own PostgreSQL."""
+        return self.database_url is None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line naming the faulty setting, for start-up failures."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors(include_url=False, include_input=False):
+            name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            message = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{name}: {message}" if name != "settings" else message)
+        return "invalid setting " + "; ".join(parts)
+    return f"invalid settings: {exc}"

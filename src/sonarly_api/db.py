@@ -1,0 +1,111 @@
+"""Engine and connections: the one place that knows how to reach PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from sqlalchemy import MetaData
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from sonarly_api.config import Settings
+
+T = TypeVar("T")
+
+# Stable constraint names, so Alembic migrations and `alembic check` agree.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def async_url(url: str) -> str:
+    """Accept postgres://, postgresql:// or postgresql+asyncpg:// and return the asyncpg form."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+def create_engine(settings: Settings, url: str) -> AsyncEngine:
+    """The application's engine.
+
+    No `pool_pre_ping`: it would add a round trip to every lookup. A connection that died
+    while pooled is detected on use instead (SQLAlchemy invalidates it and the pool), and
+    read-only work retries once on a fresh connection (see `Database.read`).
+    """
+    server_settings = {"application_name": "sonarly-api"}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return create_async_engine(
+        async_url(url),
+        pool_size=settings.db_pool_size,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_recycle=3600,
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds,
+            "server_settings": server_settings,
+        },
+    )
+
+
+# Errors that mean "the database cannot be reached right now": answered with a 503.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.QueryCanceledError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return isinstance(exc.orig, UNAVAILABLE_ERRORS) or isinstance(
+            getattr(exc.orig, "__cause__", None), UNAVAILABLE_ERRORS
+        )
+    return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+class Database:
+    """The engine plus a read-only view of it in autocommit mode (same pool), which spares
+    every read the BEGIN and ROLLBACK round trips."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def read(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run `work(conn, *args)` on a pooled connection; retry once if that connection turned
+        out to be dead (e.g. PostgreSQL restarted since it was pooled). Reads only: a retry
+        must be harmless."""
+        try:
+            async with self._reader.connect() as conn:
+                return await work(conn, *args)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        async with self._reader.connect() as conn:
+            return await work(conn, *args)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,8 @@
+"""Every table, imported in one place so Alembic and tests see the whole schema."""
+
+from sonarly_api.accounts.models import AccountGroup
+from sonarly_api.auth.models import ApiKey, ApiKeyGrant
+from sonarly_api.db import Base
+from sonarly_api.prospects.models import Person, Prospect
+
+__all__ = ["AccountGroup", "ApiKey", "ApiKeyGrant", "Base", "Person", "Prospect"]

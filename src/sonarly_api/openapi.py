@@ -1,0 +1,130 @@
+"""OpenAPI: the reference's schema names, descriptions and examples; bearer auth; no leftovers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from sonarly_api.envelope import ErrorResponse, ValidationErrorResponse
+
+_REFERENCE_MESSAGE = "Thanks for the context. I can send over details this afternoon."
+_REFERENCE_TRACE = "507f1f77bcf86cd799439011"
+
+
+def _error_example(code: str) -> dict[str, Any]:
+    return {
+        "success": False,
+        "data": None,
+        "error": {"code": code, "message": _REFERENCE_MESSAGE, "details": "string"},
+        "traceId": _REFERENCE_TRACE,
+    }
+
+
+LOOKUP_EXAMPLE: dict[str, Any] = {
+    "success": True,
+    "data": {
+        "providerId": "507f1f77bcf86cd799439011",
+        "resolution": "none",
+        "matches": [
+            {
+                "prospectId": "507f1f77bcf86cd799439011",
+                "personId": "507f1f77bcf86cd799439011",
+                "publicIdentifier": "string",
+                "linkedinUrl": "https://example.com/resource",
+                "name": "Avery Stone",
+                "companyName": "Avery Stone",
+                "title": "string",
+            }
+        ],
+    },
+    "error": None,
+    "traceId": _REFERENCE_TRACE,
+}
+
+_ERRORS: dict[int, tuple[str, type[Any], str]] = {
+    401: ("Invalid or missing API key", ErrorResponse, "string"),
+    403: ("Missing required permission", ErrorResponse, "string"),
+    422: ("Request validation failed", ValidationErrorResponse, "VALIDATION_ERROR"),
+    429: ("Rate limit exceeded", ErrorResponse, "string"),
+    500: ("Internal server error", ErrorResponse, "string"),
+    503: ("Database unavailable; retry after `Retry-After` seconds", ErrorResponse, "string"),
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: each documented error status with its envelope model."""
+    return {
+        status: {
+            "model": _ERRORS[status][1],
+            "description": _ERRORS[status][0],
+        }
+        for status in statuses
+    }
+
+
+BEARER = "bearerAuth"
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Generate the document once, then post-process it (FastAPI keeps its own
+    `HTTPValidationError` even when the 422 handler is replaced, fastapi#3650)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        components = schema.setdefault("components", {})
+        components.setdefault("securitySchemes", {})[BEARER] = {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "sk_live_…",
+            "description": "An API key issued with `sonarly-api keys create`.",
+        }
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                if _is_fastapi_422(operation):
+                    del operation["responses"]["422"]
+                if path.startswith("/v1/"):
+                    operation["security"] = [{BEARER: []}]
+                _add_examples(operation)
+        for leftover in ("HTTPValidationError", "ValidationError"):
+            components.get("schemas", {}).pop(leftover, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# Examples are added after generation: FastAPI drops `null` members from inline examples.
+_SUCCESS_EXAMPLES = {"lookupProspectsByProviderId": LOOKUP_EXAMPLE}
+
+
+def _add_examples(operation: dict[str, Any]) -> None:
+    for status, response in operation["responses"].items():
+        content = response.get("content", {}).get("application/json")
+        if content is None:
+            continue
+        if status == "200" and operation.get("operationId") in _SUCCESS_EXAMPLES:
+            content["example"] = _SUCCESS_EXAMPLES[operation["operationId"]]
+        elif status.isdigit() and int(status) in _ERRORS:
+            content["example"] = _error_example(_ERRORS[int(status)][2])
+
+
+def _is_fastapi_422(operation: dict[str, Any]) -> bool:
+    ref = (
+        operation["responses"]
+        .get("422", {})
+        .get("content", {})
+        .get("application/json", {})
+        .get("schema", {})
+        .get("$ref", "")
+    )
+    return ref.endswith("/HTTPValidationError")

@@ -1,0 +1,1 @@
+"""Prospects: provider-id lookup and bulk import."""

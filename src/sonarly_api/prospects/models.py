@@ -1,0 +1,71 @@
+"""Person and prospect tables.
+
+A person is an identity shared across account groups (`personId`); a prospect is that
+person's record inside one account group, carrying the metadata that group imported.
+Keeping the metadata on the prospect keeps every group's data its own and lets the
+lookup read a single table through a single index.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Text,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sonarly_api.db import Base
+
+
+class Person(Base):
+    __tablename__ = "persons"
+    __table_args__ = (CheckConstraint("id ~ '^[0-9a-f]{24}$'", name="id_format"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The identity a person was first known by; unique so imports resolve to one person.
+    public_identifier: Mapped[str | None] = mapped_column(Text, unique=True)
+    linkedin_url: Mapped[str | None] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Prospect(Base):
+    __tablename__ = "prospects"
+    __table_args__ = (
+        CheckConstraint("id ~ '^[0-9a-f]{24}$'", name="id_format"),
+        CheckConstraint("length(provider_id) BETWEEN 1 AND 256", name="provider_id_length"),
+        # Serves the lookup (prefix account_group_id, provider_id) and makes one
+        # (group, provider id, person) one prospect, which is what import upserts on.
+        Index(
+            "uq_prospects_account_group_id_provider_id_person_id",
+            "account_group_id",
+            "provider_id",
+            "person_id",
+            unique=True,
+        ),
+    )
+
+    account_group_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    person_id: Mapped[str] = mapped_column(Text, ForeignKey("persons.id"))
+    provider_id: Mapped[str] = mapped_column(Text)
+    public_identifier: Mapped[str | None] = mapped_column(Text)
+    linkedin_url: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    company_name: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -1,0 +1,54 @@
+"""GET /v1/accounts/{accountGroupId}/prospects/by-provider-id/{providerId}."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from starlette.responses import Response
+
+from sonarly_api.auth.dependencies import require
+from sonarly_api.auth.principal import Principal
+from sonarly_api.envelope import success_response
+from sonarly_api.openapi import error_responses
+from sonarly_api.prospects.schemas import ProviderIdProspectLookupSuccessResponse
+from sonarly_api.prospects.service import lookup_by_provider_id
+
+router = APIRouter(prefix="/v1", tags=["Prospects"])
+
+
+# `:path` on both parameters: Starlette decodes %2F before routing, and without it such a
+# request would miss the route and answer 404 instead of the contract's 422.
+@router.get(
+    "/accounts/{accountGroupId:path}/prospects/by-provider-id/{providerId:path}",
+    response_model=ProviderIdProspectLookupSuccessResponse,
+    responses=error_responses(401, 403, 422, 429, 500, 503),
+    operation_id="lookupProspectsByProviderId",
+    summary="Lookup prospects by provider ID",
+    response_description="Provider ID prospect lookup result with identity, company, and title "
+    "metadata",
+)
+async def lookup_prospects_by_provider_id(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("prospects:read"))],
+    account_group_id: Annotated[
+        str, Path(alias="accountGroupId", description="Account group ID that scopes the request.")
+    ],
+    provider_id: Annotated[
+        str,
+        Path(
+            alias="providerId",
+            description="External provider ID used to map the source record to Sonarly.",
+        ),
+    ],
+) -> Response:
+    """Lookup prospects by provider ID.
+
+    Returns the provider-id lookup result plus any company name and title metadata Sonarly has
+    already stored for the matched prospect. Only prospects of the requested account group are
+    considered, and the lookup never guesses between duplicate matches.
+    """
+    result = await lookup_by_provider_id(
+        request.app.state.sonarly.db, principal, account_group_id, provider_id
+    )
+    return success_response(result)

@@ -1,0 +1,26 @@
+"""The provider-id lookup use case."""
+
+from __future__ import annotations
+
+from sonarly_api.auth.principal import Principal
+from sonarly_api.db import Database
+from sonarly_api.prospects import repository, validation
+from sonarly_api.prospects.schemas import ProviderIdProspectLookup, Resolution
+
+
+def _resolution(match_count: int) -> Resolution:
+    if match_count == 0:
+        return "none"
+    return "unique" if match_count == 1 else "ambiguous"
+
+
+async def lookup_by_provider_id(
+    db: Database, principal: Principal, raw_account_group_id: str, raw_provider_id: str
+) -> ProviderIdProspectLookup:
+    account_group_id = validation.account_group_id(raw_account_group_id)
+    provider_id = validation.provider_id(raw_provider_id)
+    principal.ensure_account_group(account_group_id)
+    matches = await db.read(repository.find_by_provider_id, account_group_id, provider_id)
+    return ProviderIdProspectLookup(
+        provider_id=provider_id, resolution=_resolution(len(matches)), matches=matches
+    )
