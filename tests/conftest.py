@@ -106,7 +106,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "auth_failure_rate_limit": "100000/minute",
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(scope="session")
@@ -219,9 +219,7 @@ class Factory:
             **fields,
         }
         async with self.engine.begin() as conn:
-            await conn.execute(
-                pg_insert(Person).values(id=person_id).on_conflict_do_nothing()
-            )
+            await conn.execute(pg_insert(Person).values(id=person_id).on_conflict_do_nothing())
             await conn.execute(
                 insert(Prospect).values(
                     account_group_id=group,

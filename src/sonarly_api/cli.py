@@ -128,7 +128,9 @@ def serve(
             os.environ["DATABASE_URL"] = database.url
             os.environ["API_KEY_PEPPER"] = database.pepper
             get_settings.cache_clear()
-            where = f"embedded ({settings.embedded_pg_dir})" if database.embedded else "DATABASE_URL"
+            where = (
+                f"embedded ({settings.embedded_pg_dir})" if database.embedded else "DATABASE_URL"
+            )
             err.print(
                 f"Sonarly API on http://{host}:{port}  docs: http://{host}:{port}/docs  "
                 f"database: {where}",

@@ -1,4 +1,4 @@
-"""The `{success, data, error, traceId}` envelope: its wire models and the one place that renders it."""
+"""The `{success, data, error, traceId}` envelope: wire models and the one place that renders it."""
 
 from __future__ import annotations
 

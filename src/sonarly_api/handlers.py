@@ -24,7 +24,11 @@ from sonarly_api.errors import (
 
 logger = logging.getLogger("sonarly_api.errors")
 
-_BY_STATUS: dict[int, type[AppError]] = {404: NotFound, 405: MethodNotAllowed, 422: ValidationFailed}
+_BY_STATUS: dict[int, type[AppError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    422: ValidationFailed,
+}
 
 
 def render(exc: AppError) -> Response:
@@ -42,11 +46,14 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if error_type is NotFound:
         details = f"No route matches {request.method} {request.url.path}."
     elif error_type is MethodNotAllowed:
-        details = f"{request.method} is not allowed here. Allowed: {exc.headers.get('Allow', '') if exc.headers else ''}."
+        allowed = (exc.headers or {}).get("Allow", "")
+        details = f"{request.method} is not allowed here. Allowed: {allowed}."
     else:
         details = None
     if error_type is None:
-        return error_response(exc.status_code, "HTTP_ERROR", "Request failed.", details, exc.headers)
+        return error_response(
+            exc.status_code, "HTTP_ERROR", "Request failed.", details, exc.headers
+        )
     error = error_type(details, headers=exc.headers)
     return render(error)
 

@@ -119,7 +119,7 @@ def _add_examples(operation: dict[str, Any]) -> None:
 
 
 def _is_fastapi_422(operation: dict[str, Any]) -> bool:
-    ref = (
+    ref: str = (
         operation["responses"]
         .get("422", {})
         .get("content", {})

@@ -28,36 +28,40 @@ logger = logging.getLogger(__name__)
 class Quota:
     limit: int
     remaining: int
-    reset_epoch: int
+    reset_at: float  # epoch seconds when the current window ends
 
     def headers(self) -> dict[str, str]:
         return {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset_epoch),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
         }
 
 
-def _async_storage_uri(uri: str) -> str:
-    return uri if uri.startswith("async+") else "async+" + uri
+def _async_storage(uri: str) -> Storage:
+    options: dict[str, str] = {}
+    if uri.startswith(("redis://", "rediss://")):
+        # redis-py's asyncio client (one well-known dependency rather than coredis).
+        options["implementation"] = "redispy"
+    storage = storage_from_string("async+" + uri, **options)
+    assert isinstance(storage, Storage)
+    return storage
 
 
 class RateLimits:
     def __init__(self, storage_uri: str, per_key: str, per_failed_auth: str) -> None:
-        storage = storage_from_string(_async_storage_uri(storage_uri))
-        assert isinstance(storage, Storage)
-        self.storage = storage
-        self._strategy = FixedWindowRateLimiter(storage)
+        self.storage = _async_storage(storage_uri)
+        self._strategy = FixedWindowRateLimiter(self.storage)
         self.per_key: RateLimitItem = parse(per_key)
         self.per_failed_auth: RateLimitItem = parse(per_failed_auth)
 
     async def _quota(self, item: RateLimitItem, *identifiers: str) -> Quota:
         stats = await self._strategy.get_window_stats(item, *identifiers)
-        return Quota(item.amount, max(stats.remaining, 0), math.ceil(stats.reset_time))
+        return Quota(item.amount, max(stats.remaining, 0), stats.reset_time)
 
     @staticmethod
     def _exceeded(quota: Quota, details: str) -> RateLimited:
-        retry_after = max(1, quota.reset_epoch - int(time.time()))
+        retry_after = max(1, math.ceil(quota.reset_at - time.time()))
         return RateLimited(details, headers={**quota.headers(), "Retry-After": str(retry_after)})
 
     async def hit_key(self, key_id: str) -> Quota:

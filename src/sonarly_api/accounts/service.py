@@ -18,7 +18,9 @@ async def granted_account_groups(
     rows = await db.read(repository.list_granted, principal.key_id, after_id, limit + 1)
     page, has_more = rows[:limit], len(rows) > limit
     return AccountGroupPage(
-        items=[AccountGroupOut(id=r.id, name=r.name, created_at=iso_millis(r.created_at)) for r in page],
+        items=[
+            AccountGroupOut(id=r.id, name=r.name, created_at=iso_millis(r.created_at)) for r in page
+        ],
         next_cursor=encode_cursor(page[-1].id) if has_more else None,
         has_more=has_more,
     )

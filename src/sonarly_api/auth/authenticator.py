@@ -8,13 +8,13 @@ key to stop working in every worker process.
 from __future__ import annotations
 
 from cachetools import TTLCache
+
 from sonarly_api.auth import keys
 from sonarly_api.auth.principal import Principal
 from sonarly_api.auth.repository import principal_by_hash
 from sonarly_api.db import Database
 from sonarly_api.errors import Unauthorized
 from sonarly_api.timestamps import utcnow
-
 
 
 class Authenticator:

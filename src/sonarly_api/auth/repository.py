@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sonarly_api.auth.models import ApiKey, ApiKeyGrant
@@ -27,9 +28,14 @@ _PRINCIPAL_BY_HASH = select(
 )
 
 
-def _principal(row: Row[tuple[str, list[str], list[str], datetime | None, datetime | None]]) -> Principal:
-    key_id, permissions, grants, revoked_at, expires_at = row
-    return Principal(key_id, frozenset(permissions), frozenset(grants or ()), revoked_at, expires_at)
+def _principal(row: Sequence[Any]) -> Principal:
+    return Principal(
+        key_id=row[0],
+        permissions=frozenset(row[1]),
+        account_group_ids=frozenset(row[2] or ()),
+        revoked_at=row[3],
+        expires_at=row[4],
+    )
 
 
 async def principal_by_hash(conn: AsyncConnection, key_hash: bytes) -> Principal | None:
@@ -88,8 +94,7 @@ async def list_keys(conn: AsyncConnection) -> list[KeySummary]:
     ).order_by(ApiKey.id)
     rows = (await conn.execute(stmt)).all()
     return [
-        KeySummary(r[0], r[1], list(r[2]), sorted(r[3] or ()), r[4], r[5], r[6], r[7])
-        for r in rows
+        KeySummary(r[0], r[1], list(r[2]), sorted(r[3] or ()), r[4], r[5], r[6], r[7]) for r in rows
     ]
 
 

@@ -29,7 +29,5 @@ def provider_id(raw: str) -> str:
         raise ValidationFailed("providerId: must not contain '/' (also not as %2F).")
     for char in raw:
         if char.isspace() or unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp"):
-            raise ValidationFailed(
-                "providerId: must not contain whitespace or control characters."
-            )
+            raise ValidationFailed("providerId: must not contain whitespace or control characters.")
     return raw

@@ -1,0 +1,141 @@
+"""Rate limits: per API key, per client address for failed authentications; memory and Redis."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from sonarly_api.app import create_app
+from sonarly_api.auth import keys
+from tests.conftest import Factory, bearer, make_settings, started
+
+
+def redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail("REQUIRE_REDIS=1 but TEST_REDIS_URL is not set")
+        pytest.skip("TEST_REDIS_URL is not set: the Redis rate-limit storage is not exercised")
+    return url
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limited_app(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[FastAPI]:
+    """An app allowing 3 requests per key and 3 failed authentications per address."""
+    storage = "memory://"
+    if request.param == "redis":
+        storage = redis_url()
+        import redis.asyncio as redis
+
+        client = redis.from_url(storage)
+        await client.flushdb()  # a database of its own (…/15): earlier runs' windows go
+        await client.aclose()
+    settings = make_settings(
+        database_url,
+        rate_limit="3/minute",
+        auth_failure_rate_limit="3/minute",
+        rate_limit_storage_uri=storage,
+    )
+    async for app in started(create_app(settings)):
+        yield app
+
+
+def client(app: FastAPI, address: str = "127.0.0.1") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+def assert_rate_limited(response: httpx.Response, limit: int) -> dict[str, Any]:
+    assert response.status_code == 429, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"]["code"] == "RATE_LIMITED"
+    assert body["traceId"] == response.headers["x-trace-id"]
+    retry_after = int(response.headers["retry-after"])
+    assert 1 <= retry_after <= 60
+    assert response.headers["x-ratelimit-limit"] == str(limit)
+    assert response.headers["x-ratelimit-remaining"] == "0"
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+class TestPerKey:
+    async def test_headers_count_down(self, limited_app: FastAPI, factory: Factory) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        async with client(limited_app) as http:
+            responses = [await http.get("/v1/accounts", headers=bearer(key)) for _ in range(3)]
+
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        assert [r.headers["x-ratelimit-limit"] for r in responses] == ["3", "3", "3"]
+        assert [r.headers["x-ratelimit-remaining"] for r in responses] == ["2", "1", "0"]
+        reset = int(responses[0].headers["x-ratelimit-reset"])
+        assert time.time() < reset <= time.time() + 61
+
+    async def test_over_the_limit_is_429_with_retry_after(
+        self, limited_app: FastAPI, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        path = f"/v1/accounts/{group}/prospects/by-provider-id/p"
+        async with client(limited_app) as http:
+            for _ in range(3):
+                assert (await http.get(path, headers=bearer(key))).status_code == 200
+            response = await http.get(path, headers=bearer(key))
+
+        error = assert_rate_limited(response, 3)
+        assert error["details"] == "This API key may make 3 per 1 minute requests."
+
+    async def test_one_keys_exhaustion_does_not_limit_another(
+        self, limited_app: FastAPI, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, spent = await factory.key([group])
+        _, fresh = await factory.key([group])
+        async with client(limited_app) as http:
+            for _ in range(4):
+                await http.get("/v1/accounts", headers=bearer(spent))
+            assert (await http.get("/v1/accounts", headers=bearer(spent))).status_code == 429
+            response = await http.get("/v1/accounts", headers=bearer(fresh))
+
+        assert response.status_code == 200
+        assert response.headers["x-ratelimit-remaining"] == "2"
+
+    async def test_rate_limit_comes_before_the_permission_check(
+        self, limited_app: FastAPI, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group], permissions=("prospecting:read",))
+        path = f"/v1/accounts/{group}/prospects/by-provider-id/p"
+        async with client(limited_app) as http:
+            statuses = [(await http.get(path, headers=bearer(key))).status_code for _ in range(4)]
+
+        assert statuses == [403, 403, 403, 429]
+
+
+class TestFailedAuthentication:
+    async def test_guessing_from_one_address_is_slowed(
+        self, limited_app: FastAPI, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, valid = await factory.key([group])
+        async with client(limited_app, "203.0.113.7") as guesser:
+            statuses = [
+                (await guesser.get("/v1/accounts", headers=bearer(keys.generate_key()))).status_code
+                for _ in range(4)
+            ]
+            # Blocked: even a valid key from that address learns nothing.
+            blocked = await guesser.get("/v1/accounts", headers=bearer(valid))
+        async with client(limited_app, "198.51.100.9") as other:
+            elsewhere = await other.get("/v1/accounts", headers=bearer(valid))
+
+        assert statuses == [401, 401, 401, 429]
+        error = assert_rate_limited(blocked, 3)
+        assert error["details"] == "Too many failed authentications from this address."
+        assert elsewhere.status_code == 200
