@@ -139,3 +139,21 @@ class TestFailedAuthentication:
         error = assert_rate_limited(blocked, 3)
         assert error["details"] == "Too many failed authentications from this address."
         assert elsewhere.status_code == 200
+
+
+class TestStorageOutage:
+    async def test_unreachable_storage_lets_requests_through(
+        self, database_url: str, factory: Factory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        settings = make_settings(
+            database_url, rate_limit="1/minute", rate_limit_storage_uri="redis://127.0.0.1:1/0"
+        )
+        async for app in started(create_app(settings)):
+            async with client(app) as http:
+                responses = [await http.get("/v1/accounts", headers=bearer(key)) for _ in range(3)]
+
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        assert "x-ratelimit-limit" not in responses[0].headers
+        assert "rate-limit storage unavailable" in caplog.text

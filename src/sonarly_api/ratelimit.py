@@ -38,6 +38,11 @@ class Quota:
         }
 
 
+def _storage_failed(exc: Exception) -> None:
+    # Availability over strictness: a rate-limit storage outage must not take the API down.
+    logger.warning("rate-limit storage unavailable (%s); request not limited", type(exc).__name__)
+
+
 def _async_storage(uri: str) -> Storage:
     options: dict[str, str] = {}
     if uri.startswith(("redis://", "rediss://")):
@@ -64,10 +69,15 @@ class RateLimits:
         retry_after = max(1, math.ceil(quota.reset_at - time.time()))
         return RateLimited(details, headers={**quota.headers(), "Retry-After": str(retry_after)})
 
-    async def hit_key(self, key_id: str) -> Quota:
-        """Spend one request of the key's budget; raise RateLimited when it is exhausted."""
-        allowed = await self._strategy.hit(self.per_key, "key", key_id)
-        quota = await self._quota(self.per_key, "key", key_id)
+    async def hit_key(self, key_id: str) -> Quota | None:
+        """Spend one request of the key's budget; raise RateLimited when it is exhausted.
+        None when the storage is unreachable: the request goes through (fail open)."""
+        try:
+            allowed = await self._strategy.hit(self.per_key, "key", key_id)
+            quota = await self._quota(self.per_key, "key", key_id)
+        except Exception as exc:
+            _storage_failed(exc)
+            return None
         if not allowed:
             raise self._exceeded(quota, f"This API key may make {self.per_key} requests.")
         return quota
@@ -75,12 +85,20 @@ class RateLimits:
     async def ensure_address_not_blocked(self, address: str) -> None:
         """Refuse every request from an address that used up its failed-authentication budget,
         valid key or not, so a guesser learns nothing while blocked."""
-        if not await self._strategy.test(self.per_failed_auth, "auth-fail", address):
+        try:
+            if await self._strategy.test(self.per_failed_auth, "auth-fail", address):
+                return
             quota = await self._quota(self.per_failed_auth, "auth-fail", address)
-            raise self._exceeded(quota, "Too many failed authentications from this address.")
+        except Exception as exc:
+            _storage_failed(exc)
+            return
+        raise self._exceeded(quota, "Too many failed authentications from this address.")
 
     async def record_failed_auth(self, address: str) -> None:
-        await self._strategy.hit(self.per_failed_auth, "auth-fail", address)
+        try:
+            await self._strategy.hit(self.per_failed_auth, "auth-fail", address)
+        except Exception as exc:
+            _storage_failed(exc)
 
     async def close(self) -> None:
         reset = getattr(self.storage, "close", None)

@@ -26,8 +26,9 @@ async def _authenticate_and_limit(request: Request) -> Principal:
         raise
     request.state.principal = principal
     quota = await limits.hit_key(principal.key_id)
-    for name, value in quota.headers().items():
-        add_response_header(request.scope, name, value)
+    if quota is not None:
+        for name, value in quota.headers().items():
+            add_response_header(request.scope, name, value)
     return principal
 
 
