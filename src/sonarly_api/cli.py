@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -51,7 +52,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a 
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: messages quote user input, which Rich would otherwise read as markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -189,7 +191,7 @@ def groups_create(
     if as_json:
         print_json(group_json(row))
     else:
-        out.print(f"created account group [bold]{row.id}[/] ({row.name})", highlight=False)
+        out.print(f"created account group [bold]{row.id}[/] ({escape(row.name)})", highlight=False)
 
 
 @groups_app.command("list")
@@ -206,7 +208,7 @@ def groups_list(as_json: JsonFlag = False) -> None:
         return
     table = Table("id", "name", "created")
     for r in rows:
-        table.add_row(r.id, r.name, iso_millis(r.created_at))
+        table.add_row(r.id, escape(r.name), iso_millis(r.created_at))
     out.print(table)
 
 
@@ -273,7 +275,7 @@ def keys_create(
     if as_json:
         print_json(document)
         return
-    out.print(f"created key [bold]{result}[/] ({name})", highlight=False)
+    out.print(f"created key [bold]{result}[/] ({escape(name)})", highlight=False)
     out.print(f"  permissions:    {', '.join(document['permissions'])}", highlight=False)
     out.print(f"  account groups: {', '.join(document['accountGroupIds'])}", highlight=False)
     out.print(f"\n  {secret}\n", style="bold green", highlight=False)
@@ -309,7 +311,7 @@ def keys_list(as_json: JsonFlag = False) -> None:
     for k in rows:
         table.add_row(
             k.id,
-            k.name,
+            escape(k.name),
             ", ".join(k.permissions),
             ", ".join(k.account_group_ids),
             iso_millis(k.created_at),
@@ -374,9 +376,11 @@ def prospects_import(
                     "errors": [{"line": e.line, "reason": e.reason} for e in exc.errors],
                 }
             )
-        err.print(f"[bold red]import failed, nothing was written:[/] {exc}", highlight=False)
+        err.print(
+            f"[bold red]import failed, nothing was written:[/] {escape(str(exc))}", highlight=False
+        )
         for e in exc.errors:
-            err.print(f"  line {e.line}: {e.reason}", highlight=False)
+            err.print(f"  line {e.line}: {escape(e.reason)}", highlight=False)
         raise typer.Exit(1) from None
     document = {
         "imported": True,
@@ -390,9 +394,9 @@ def prospects_import(
         print_json(document)
         return
     out.print(
-        f"imported {file.name}: {summary.rows_read} rows read, {summary.created} created, "
+        f"imported {escape(file.name)}: {summary.rows_read} rows read, {summary.created} created, "
         f"{summary.updated} updated, {summary.unchanged} unchanged, {summary.rejected} rejected",
         highlight=False,
     )
     if summary.rejected and rejects is not None:
-        out.print(f"rejected rows and reasons: {rejects}", highlight=False)
+        out.print(f"rejected rows and reasons: {escape(str(rejects))}", highlight=False)
