@@ -1,0 +1,1 @@
+"""Benchmark harness for the provider-id lookup (`make bench`, `make bench-smoke`)."""

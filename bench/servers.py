@@ -1,0 +1,175 @@
+"""Starting the two servers under test: the service as deployed, and the baseline."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from bench.procs import Children, HarnessError, Log, free_port, log_tail
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 2
+START_TIMEOUT = 60.0
+STARTED_LINE = "Application startup complete."
+# Settings the service reads: cleared from the inherited environment so that the bench
+# measures the service's defaults plus exactly what it sets below.
+SERVICE_SETTINGS = (
+    "DATABASE_URL",
+    "API_KEY_PEPPER",
+    "EMBEDDED_PG_DIR",
+    "RATE_LIMIT",
+    "AUTH_FAILURE_RATE_LIMIT",
+    "RATE_LIMIT_STORAGE_URI",
+    "KEY_CACHE_TTL_SECONDS",
+    "KEY_CACHE_SIZE",
+    "DB_POOL_SIZE",
+    "DB_POOL_TIMEOUT_SECONDS",
+    "DB_CONNECT_TIMEOUT_SECONDS",
+    "DB_STATEMENT_TIMEOUT_MS",
+    "LOG_LEVEL",
+)
+# High enough never to trip: the limiter runs on every request, as in production, but the
+# bench measures lookups, not 429s. The failed-authentication budget is raised too because
+# the identity check sends a few 401s on purpose and shares the client address with the load.
+RATE_LIMIT = "100000000/minute"
+REDIS_URI = "redis://127.0.0.1:6379/14"
+
+
+@dataclass
+class Server:
+    name: str  # "service" or "baseline"
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        try:
+            return [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+
+
+def redis_reachable(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def rate_limit_storage() -> str:
+    """Redis when reachable (production config with several workers), else memory."""
+    return REDIS_URI if redis_reachable() else "memory://"
+
+
+def _env(database_url: str, pepper: str, storage: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_SETTINGS}
+    env.update(
+        DATABASE_URL=database_url,
+        API_KEY_PEPPER=pepper,
+        RATE_LIMIT=RATE_LIMIT,
+        AUTH_FAILURE_RATE_LIMIT=RATE_LIMIT,
+        RATE_LIMIT_STORAGE_URI=storage,
+        # src/ for a plain checkout, the root for `bench.baseline` in uvicorn's workers.
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    )
+    return env
+
+
+def _service_argv(port: int) -> list[str]:
+    # The console script, as deployed; a checkout run with PYTHONPATH=src has none.
+    script = Path(sys.executable).with_name("sonarly-api")
+    cli = (
+        [str(script)]
+        if script.exists()
+        else [sys.executable, "-c", "from sonarly_api.cli import app; app()"]
+    )
+    return [*cli, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)]
+
+
+def _baseline_argv(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.baseline:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(WORKERS),
+        "--no-server-header",  # the service sets server_header=False
+        "--no-access-log",
+        "--log-level",
+        "info",  # only start-up lines: they tell when both workers are ready
+    ]
+
+
+def start(
+    children: Children,
+    name: str,
+    tag: str,
+    database_url: str,
+    pepper: str,
+    storage: str,
+    log: Log,
+) -> Server:
+    """Start `name` ("service" or "baseline") and wait until both workers serve."""
+    port = free_port()
+    argv = _service_argv(port) if name == "service" else _baseline_argv(port)
+    proc = children.spawn(f"{name}-{tag}", argv, env=_env(database_url, pepper, storage), cwd=ROOT)
+    server = Server(name, port, proc, children.log_path(f"{name}-{tag}"))
+    _wait_ready(server, log)
+    return server
+
+
+def _answers(server: Server) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
+    try:
+        conn.request("GET", "/v1/accounts/0/prospects/by-provider-id/ready")
+        conn.getresponse().read()
+        return True
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def _wait_ready(server: Server, log: Log) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if server.proc.poll() is not None:
+            raise HarnessError(
+                f"{server.name} exited with {server.proc.returncode} while starting; "
+                f"log {server.log}:\n{log_tail(server.log)}"
+            )
+        started = server.log.read_text(errors="replace").count(STARTED_LINE)
+        if started >= WORKERS and _answers(server):
+            return
+        if time.monotonic() > deadline:
+            if _answers(server):
+                # Answers, but its log format changed: go on, the warm-up covers the rest.
+                log(f"  {server.name}: startup lines not seen in its log; it answers, going on")
+                return
+            raise HarnessError(
+                f"{server.name} did not answer within {START_TIMEOUT:.0f} s; "
+                f"log {server.log}:\n{log_tail(server.log)}"
+            )
+        time.sleep(0.2)
