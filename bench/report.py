@@ -1,0 +1,221 @@
+"""Results: the targets of issue 4 (PASS/FAIL, never an exit code), the Markdown table,
+bench/results/latest.json and the table in docs/performance.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+Json = dict[str, Any]
+
+
+def machine() -> Json:
+    cpu_model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gib = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "ram_gib": ram_gib,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def median_of(runs: Sequence[Json], key: str) -> float:
+    return round(statistics.median(float(r[key]) for r in runs), 3)
+
+
+def summarize_rounds(runs: Sequence[Json]) -> Json:
+    """Medians over rounds; errors and timeouts are summed, max is the worst round."""
+    summary: Json = {k: median_of(runs, k) for k in ("rps", "p50_ms", "p90_ms", "p99_ms")}
+    summary["max_ms"] = max(float(r["max_ms"]) for r in runs)
+    summary["requests"] = sum(int(r["requests"]) for r in runs)
+    summary["errors"] = sum(int(r["non2xx"]) + int(r["socket_errors"]) for r in runs)
+    summary["timeouts"] = sum(int(r["timeouts"]) for r in runs)
+    cores: Json = {}
+    for name in runs[0]["cpu_cores"]:
+        cores[name] = median_of([r["cpu_cores"] for r in runs], name)
+    summary["cpu_cores"] = cores
+    summary["pg_cpu_us_per_lookup"] = median_of(runs, "pg_cpu_us_per_lookup")
+    return summary
+
+
+def _target(name: str, wanted: str, value: str, passed: bool | None) -> Json:
+    return {"name": name, "target": wanted, "value": value, "pass": passed}
+
+
+def targets(results: Json) -> list[Json]:
+    service = results["saturation"]["service"]
+    baseline = results["saturation"]["baseline"]
+    ratio = results["ratio"]
+    half = results["open_loop"]["service"]["half_peak"]
+    out = [
+        _target("throughput vs baseline", ">= 0.6x", f"{ratio:.2f}x", ratio >= 0.6),
+        _target(
+            "p50 at 50% of peak (open loop)",
+            "<= 1 ms",
+            f"{half['p50_ms']:.2f} ms",
+            half["p50_ms"] <= 1.0,
+        ),
+        _target(
+            "p99 at 50% of peak (open loop)",
+            "<= 5 ms",
+            f"{half['p99_ms']:.2f} ms",
+            half["p99_ms"] <= 5.0,
+        ),
+        _target(
+            "errors + timeouts at saturation",
+            "0",
+            f"{service['errors']} + {service['timeouts']}",
+            service["errors"] == 0 and service["timeouts"] == 0,
+        ),
+        _target(
+            "max latency at saturation",
+            "< 1 s",
+            f"{service['max_ms']:.0f} ms",
+            service["max_ms"] < 1000,
+        ),
+        _target(
+            "p99 at saturation",
+            "<= 100 ms",
+            f"{service['p99_ms']:.1f} ms",
+            service["p99_ms"] <= 100,
+        ),
+    ]
+    by_rows = {point["rows"]: point["p50_ms"] for point in results["scaling"]}
+    small = min(by_rows) if by_rows else None
+    if 10_000_000 in by_rows and small is not None:
+        growth = by_rows[10_000_000] / by_rows[small]
+        out.append(
+            _target("p50 at 10M rows vs 10k rows", "<= 1.2x", f"{growth:.2f}x", growth <= 1.2)
+        )
+    else:
+        largest = max(by_rows) if by_rows else None
+        shown = (
+            f"not run (--rows-10m); {largest:,} rows: {by_rows[largest] / by_rows[small]:.2f}x"
+            if largest is not None and small is not None and largest != small
+            else "not run (--rows-10m)"
+        )
+        out.append(_target("p50 at 10M rows vs 10k rows", "<= 1.2x", shown, None))
+    s_pg, b_pg = service["pg_cpu_us_per_lookup"], baseline["pg_cpu_us_per_lookup"]
+    out.append(
+        _target(
+            "PostgreSQL CPU per lookup",
+            "<= baseline's",
+            f"{s_pg:.0f} us vs {b_pg:.0f} us",
+            s_pg <= b_pg * 1.0,
+        )
+    )
+    return out
+
+
+def _verdict(passed: bool | None) -> str:
+    return "n/a" if passed is None else "PASS" if passed else "FAIL"
+
+
+def _cores(summary: Json) -> str:
+    names = {"server": "server", "postgres": "PG", "generator": "wrk", "redis": "Redis"}
+    return ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in summary["cpu_cores"].items())
+
+
+def table(results: Json) -> str:
+    """The Markdown block written between the markers of docs/performance.md."""
+    m, c = results["machine"], results["config"]
+    s, b = results["saturation"]["service"], results["saturation"]["baseline"]
+    ol_s, ol_b = results["open_loop"]["service"], results["open_loop"]["baseline"]
+    lines = [
+        f"Run of {results['date']} ({results['mode']}), commit `{c['commit']}`"
+        + (" with uncommitted changes under src/" if c["src_dirty"] else "")
+        + ".",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB RAM, "
+        f"Linux {m['kernel']}, Python {m['python']}.",
+        f"Database: {c['database']} (PostgreSQL {c['postgres']['server_version']}, "
+        f"shared_buffers {c['postgres']['shared_buffers']}); {c['rows']:,} prospects, "
+        f"{c['groups']:,} account groups, {c['keys']:,} keys; mix of {c['mix_requests']:,} "
+        f"distinct lookups ({c['mix_kinds']}).",
+        f"Load: wrk {c['threads']} threads, {c['connections']} connections, "
+        f"{c['rounds']} interleaved round(s) of {c['duration_s']:g} s per server, medians. "
+        f"Rate-limit storage: `{c['rate_limit_storage']}`. Both servers: {c['workers']} "
+        "uvicorn workers, on the same cores as PostgreSQL and the load generator.",
+        "",
+        "| Saturation (closed loop, wrk) | Service | Baseline |",
+        "|---|---:|---:|",
+        f"| Throughput (req/s) | {s['rps']:,.0f} | {b['rps']:,.0f} |",
+        f"| p50 / p99 / max (ms) | {s['p50_ms']:.2f} / {s['p99_ms']:.2f} / {s['max_ms']:.0f} | "
+        f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f} / {b['max_ms']:.0f} |",
+        f"| Errors (non-2xx + socket) / timeouts | {s['errors']} / {s['timeouts']} | "
+        f"{b['errors']} / {b['timeouts']} |",
+        f"| CPU, cores busy | {_cores(s)} | {_cores(b)} |",
+        f"| PostgreSQL CPU per lookup | {s['pg_cpu_us_per_lookup']:.0f} us | "
+        f"{b['pg_cpu_us_per_lookup']:.0f} us |",
+        f"| **Ratio service / baseline** | **{results['ratio']:.2f}x** | |",
+        "",
+        "| Open loop (latency from the scheduled send time) | Service p50 / p99 / max (ms) "
+        "| Baseline p50 / p99 / max (ms) |",
+        "|---|---:|---:|",
+    ]
+    for key, label in (("half_peak", "50% of the service's peak"), ("rate_500", "500 req/s")):
+        s_run, b_run = ol_s[key], ol_b[key]
+        lines.append(
+            f"| {label} ({s_run['rate']:,.0f} req/s; errors+timeouts "
+            f"{s_run['non2xx'] + s_run['errors'] + s_run['timeouts']} / "
+            f"{b_run['non2xx'] + b_run['errors'] + b_run['timeouts']}) | "
+            f"{s_run['p50_ms']:.2f} / {s_run['p99_ms']:.2f} / {s_run['max_ms']:.1f} | "
+            f"{b_run['p50_ms']:.2f} / {b_run['p99_ms']:.2f} / {b_run['max_ms']:.1f} |"
+        )
+    lines += [
+        "",
+        f"| Rows (own database) | Service p50 / p99 (ms), open loop at {c['scale_rate']:g} req/s |",
+        "|---:|---:|",
+    ]
+    for point in results["scaling"]:
+        lines.append(f"| {point['rows']:,} | {point['p50_ms']:.2f} / {point['p99_ms']:.2f} |")
+    lines += ["", "| Target (issue 4) | Wanted | Measured | |", "|---|---|---|---|"]
+    for t in results["targets"]:
+        lines.append(f"| {t['name']} | {t['target']} | {t['value']} | {_verdict(t['pass'])} |")
+    return "\n".join(lines)
+
+
+def write_json(results: Json, path: Path = RESULTS) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    os.replace(partial, path)
+
+
+def update_doc(block: str, path: Path = DOC) -> None:
+    """Rewrite what lies between the markers; the rest of the document is left alone."""
+    text = path.read_text()
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    if pattern.search(text) is None:
+        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    path.write_text(pattern.sub(lambda _: f"{START}\n{block}\n{END}", text, count=1))
+
+
+def print_targets(results: Json) -> None:
+    for t in results["targets"]:
+        print(f"  {_verdict(t['pass']):4}  {t['name']}: {t['value']} (target {t['target']})")

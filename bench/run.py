@@ -1,0 +1,329 @@
+"""`make bench` / `make bench-smoke`: dataset, servers, identity check, load, report.
+
+    python -m bench.run [--smoke] [--rows-10m] [--rounds N] [--duration S] [--profile]
+
+Exit status: 0 when the harness ran (whatever the targets say), 2 when it could not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bench import identity, report
+from bench.cpu import CpuMeter, Tree, listener_pid
+from bench.dataset import DbServer, Manifest, Spec, ensure_dataset, open_server, postgres_pid
+from bench.dataset import server_facts as pg_facts
+from bench.load import WrkResult, ensure_wrk, finish_wrk, start_wrk
+from bench.mix import build_mix, write_mix
+from bench.procs import Children, HarnessError, stop_on_sigterm
+from bench.servers import ROOT, Server, rate_limit_storage, start
+
+DATA = ROOT / ".data"
+LOG_DIR = DATA / "bench-logs"
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str
+    main: Spec
+    scale: tuple[Spec, ...]  # sizes for the latency-vs-rows test, each in its own database
+    mix_size: int
+    rounds: int
+    duration: float  # one saturation run
+    warmup: float
+    open_loop: float  # one open-loop run
+    scale_rate: float  # the fixed, modest rate of the latency-vs-rows test
+    connections: int = 64
+    threads: int = 2
+    timeout: float = 2.0
+    profile: bool = False
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    if args.smoke:
+        main = Spec("smoke", rows=10_000, groups=20, keys=20)
+        chosen = Plan("smoke", main, (main,), 2_000, 1, 3, 1, 2, 200)
+    else:
+        main = Spec("", rows=1_000_000, groups=1_000, keys=1_000)
+        sizes = [Spec("10k", rows=10_000, groups=10, keys=10), main]
+        if args.rows_10m:
+            sizes.append(Spec("10m", rows=10_000_000, groups=1_000, keys=1_000))
+        chosen = Plan("full", main, tuple(sizes), 20_000, 3, 20, 5, 15, 200)
+    if args.rounds:
+        chosen = replace(chosen, rounds=args.rounds)
+    if args.duration:
+        chosen = replace(chosen, duration=args.duration)
+    return replace(chosen, profile=args.profile)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Bench:
+    """One run: holds the children, the database server and what was measured."""
+
+    def __init__(self, plan: Plan, children: Children, db: DbServer, wrk: str) -> None:
+        self.plan = plan
+        self.children = children
+        self.db = db
+        self.wrk = wrk
+        self.storage = rate_limit_storage()
+        self.redis_pid = listener_pid(6379) if self.storage.startswith("redis") else None
+
+    def prepare(self, spec: Spec) -> tuple[str, Manifest, Path]:
+        url, manifest = ensure_dataset(self.db, spec, log)
+        mix_file = DATA / f"bench-mix-{self.db.database_name(spec)}.tsv"
+        write_mix(build_mix(manifest, self.plan.mix_size), mix_file)
+        return url, manifest, mix_file
+
+    def start(self, name: str, spec: Spec, url: str, manifest: Manifest) -> Server:
+        tag = self.db.database_name(spec)
+        log(f"starting {name} on {tag}")
+        return start(self.children, name, tag, url, manifest.pepper, self.storage, log)
+
+    def trees(self, server: Server, generator: int, pg_pid: int | None) -> dict[str, Tree]:
+        trees = {"server": Tree(server.proc.pid), "generator": Tree(generator, children=False)}
+        if pg_pid is not None:
+            trees["postgres"] = Tree(pg_pid)
+        if self.redis_pid is not None:
+            trees["redis"] = Tree(self.redis_pid, children=False)
+        return trees
+
+    def saturate(self, server: Server, mix: Path, duration: float, pg_pid: int | None) -> Json:
+        plan = self.plan
+        proc = start_wrk(
+            self.children,
+            self.wrk,
+            server.base_url,
+            mix,
+            duration=duration,
+            connections=plan.connections,
+            threads=plan.threads,
+            timeout=plan.timeout,
+        )
+        with CpuMeter(self.trees(server, proc.pid, pg_pid)) as meter:
+            result: WrkResult = finish_wrk(self.children, proc, duration)
+        run: Json = {**result.__dict__, "cpu_cores": meter.cores()}
+        pg_seconds = meter.seconds.get("postgres", 0.0)
+        run["pg_cpu_us_per_lookup"] = round(pg_seconds / max(result.requests, 1) * 1e6, 1)
+        return run
+
+    def open_loop(self, server: Server, mix: Path, rate: float, duration: float) -> Json:
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.openloop",
+            f"--port={server.port}",
+            f"--mix={mix}",
+            f"--rate={rate:.1f}",
+            f"--duration={duration}",
+            f"--connections={self.plan.connections}",
+            f"--timeout={self.plan.timeout}",
+        ]
+        proc = self.children.spawn("openloop", argv, cwd=ROOT, capture_stdout=True)
+        try:
+            stdout, _ = proc.communicate(timeout=duration + self.plan.timeout + 30)
+        except subprocess.TimeoutExpired:
+            raise HarnessError("the open-loop generator did not finish in time") from None
+        finally:
+            self.children.release(proc)
+        if proc.returncode != 0:
+            raise HarnessError(
+                "the open-loop generator failed:\n"
+                + self.children.log_path("openloop").read_text(errors="replace")[-2000:]
+            )
+        result: Json = json.loads(stdout)
+        # Its own CPU share: near one core means it, not the server, set the pace.
+        result["generator_cores"] = round(result["generator_cpu_s"] / result["wall_s"], 2)
+        return result
+
+
+def measure(bench: Bench) -> Json:
+    plan = bench.plan
+    url, manifest, mix = bench.prepare(plan.main)
+    pg_pid = postgres_pid(url)
+    service = bench.start("service", plan.main, url, manifest)
+    baseline = bench.start("baseline", plan.main, url, manifest)
+    servers = (service, baseline)
+
+    probes = identity.check(service, baseline, manifest)
+    log(f"identity: {probes} probes answered alike by both servers")
+
+    for server in servers:
+        log(f"warm-up {server.name} ({plan.warmup:g} s)")
+        bench.saturate(server, mix, plan.warmup, pg_pid)
+
+    rounds: dict[str, list[Json]] = {"service": [], "baseline": []}
+    for number in range(1, plan.rounds + 1):
+        for server in servers:  # interleaved: drift (heat, caches) hits both alike
+            run = bench.saturate(server, mix, plan.duration, pg_pid)
+            rounds[server.name].append(run)
+            log(
+                f"round {number}/{plan.rounds} {server.name}: {run['rps']:,.0f} req/s, "
+                f"p50 {run['p50_ms']:.2f} ms, p99 {run['p99_ms']:.2f} ms, max "
+                f"{run['max_ms']:.0f} ms, errors {run['non2xx'] + run['socket_errors']}, "
+                f"timeouts {run['timeouts']}, cores {run['cpu_cores']}"
+            )
+    saturation = {name: report.summarize_rounds(runs) for name, runs in rounds.items()}
+    for name, runs in rounds.items():
+        saturation[name]["rounds"] = runs
+
+    peak = saturation["service"]["rps"]
+    open_loop: dict[str, Json] = {"service": {}, "baseline": {}}
+    for key, rate in (("half_peak", max(1.0, peak / 2)), ("rate_500", 500.0)):
+        for server in servers:
+            result = bench.open_loop(server, mix, rate, plan.open_loop)
+            open_loop[server.name][key] = result
+            log(
+                f"open loop {server.name} at {rate:,.0f} req/s: p50 {result['p50_ms']:.2f} ms, "
+                f"p99 {result['p99_ms']:.2f} ms, max {result['max_ms']:.1f} ms, "
+                f"send lag p99 {result['lag_p99_ms']:.2f} ms, "
+                f"generator {result['generator_cores']:.2f} cores"
+            )
+
+    profile = None
+    if plan.profile:
+        from bench.profile import profile_service
+
+        profile = profile_service(bench, service, mix, pg_pid, log)
+
+    scaling = [scale_point(bench, service, plan.main, mix, manifest)]
+    bench.children.release(baseline.proc)
+    bench.children.release(service.proc)
+    for spec in plan.scale:
+        if spec != plan.main:
+            scale_url, scale_manifest, scale_mix = bench.prepare(spec)
+            server = bench.start("service", spec, scale_url, scale_manifest)
+            try:
+                scaling.append(scale_point(bench, server, spec, scale_mix, scale_manifest))
+            finally:
+                bench.children.release(server.proc)
+    scaling.sort(key=lambda point: int(point["rows"]))
+
+    return {
+        "manifest": manifest,
+        "url": url,
+        "saturation": saturation,
+        "ratio": round(saturation["service"]["rps"] / max(saturation["baseline"]["rps"], 1), 3),
+        "open_loop": open_loop,
+        "scaling": scaling,
+        "identity_probes": probes,
+        "profile": profile,
+    }
+
+
+def scale_point(bench: Bench, server: Server, spec: Spec, mix: Path, manifest: Manifest) -> Json:
+    """p50 of an open-loop run at a modest fixed rate, after a short warm-up."""
+    plan = bench.plan
+    bench.saturate(server, mix, plan.warmup, None)
+    result = bench.open_loop(server, mix, plan.scale_rate, plan.open_loop)
+    log(
+        f"latency at {spec.rows:,} rows: p50 {result['p50_ms']:.2f} ms, "
+        f"p99 {result['p99_ms']:.2f} ms ({plan.scale_rate:g} req/s)"
+    )
+    return {
+        "rows": spec.rows,
+        "database": bench.db.database_name(spec),
+        "load_seconds": manifest.load_seconds,
+        **{k: result[k] for k in ("rate", "p50_ms", "p90_ms", "p99_ms", "max_ms", "timeouts")},
+    }
+
+
+def git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=30
+    )
+    return done.stdout.strip()
+
+
+def assemble(bench: Bench, measured: Json) -> Json:
+    plan = bench.plan
+    manifest: Manifest = measured["manifest"]
+    results: Json = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "mode": plan.mode,
+        "machine": report.machine(),
+        "config": {
+            "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+            "src_dirty": bool(git("status", "--porcelain", "--", "src")),
+            "database": (
+                "embedded PostgreSQL (.data/bench-pg, Unix socket)"
+                if bench.db.kind == "embedded"
+                else "BENCH_DATABASE_URL"
+            ),
+            "postgres": pg_facts(measured["url"]),
+            "rows": manifest.spec.rows,
+            "groups": manifest.spec.groups,
+            "keys": manifest.spec.keys,
+            "mix_requests": plan.mix_size,
+            "mix_kinds": "98% unique, 1% ambiguous, 1% none",
+            "connections": plan.connections,
+            "threads": plan.threads,
+            "rounds": plan.rounds,
+            "duration_s": plan.duration,
+            "open_loop_s": plan.open_loop,
+            "scale_rate": plan.scale_rate,
+            "workers": 2,
+            "rate_limit_storage": bench.storage,
+            "service": "sonarly-api serve --workers 2 (default logging; RATE_LIMIT and "
+            "AUTH_FAILURE_RATE_LIMIT 100000000/minute)",
+            "baseline": "uvicorn bench.baseline:create_app --workers 2 --no-access-log",
+        },
+        "identity": {"probes": measured["identity_probes"], "identical": True},
+        "saturation": measured["saturation"],
+        "ratio": measured["ratio"],
+        "open_loop": measured["open_loop"],
+        "scaling": measured["scaling"],
+    }
+    if measured["profile"] is not None:
+        results["profile"] = measured["profile"]
+    results["targets"] = report.targets(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the provider-id lookup.")
+    parser.add_argument("--smoke", action="store_true", help="tiny dataset, short runs (CI)")
+    parser.add_argument("--rows-10m", action="store_true", help="also measure at 10M rows")
+    parser.add_argument("--rounds", type=int, default=0, help="saturation rounds per server")
+    parser.add_argument("--duration", type=float, default=0, help="seconds per saturation run")
+    parser.add_argument("--profile", action="store_true", help="py-spy a service worker")
+    args = parser.parse_args(argv)
+    chosen = plan(args)
+    stop_on_sigterm()
+    started = time.monotonic()
+    try:
+        wrk = ensure_wrk(log)
+        with Children(LOG_DIR) as children, open_server(log) as db:
+            bench = Bench(chosen, children, db, wrk)
+            log(f"rate-limit storage: {bench.storage}")
+            results = assemble(bench, measure(bench))
+    except HarnessError as exc:
+        log(f"FAILED: {exc}")
+        return 2
+    block = report.table(results)
+    print("\n" + block + "\n", flush=True)
+    report.print_targets(results)
+    if chosen.mode == "smoke":
+        # Smoke numbers are not worth publishing: keep them out of the tracked files.
+        report.write_json(results, DATA / "bench-smoke.json")
+        log(f"smoke results: {DATA / 'bench-smoke.json'}")
+    else:
+        report.write_json(results)
+        report.update_doc(block)
+        log(f"results: {report.RESULTS.relative_to(ROOT)}, table: docs/performance.md")
+    log(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
