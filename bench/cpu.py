@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -22,10 +22,15 @@ SAMPLE_INTERVAL = 0.2
 
 @dataclass(frozen=True)
 class Tree:
-    """A process and, unless `children` is false, all its descendants."""
+    """Processes to account together: each pid and, unless `children` is false, all its
+    descendants."""
 
-    pid: int
+    pids: tuple[int, ...]
     children: bool = True
+
+    @staticmethod
+    def of(pid: int, children: bool = True) -> Tree:
+        return Tree((pid,), children)
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
@@ -35,19 +40,24 @@ def _cpu_seconds(proc: psutil.Process) -> float:
 
 
 def _tree_procs(tree: Tree) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(tree.pid)
-        return [root, *root.children(recursive=True)] if tree.children else [root]
-    except psutil.Error:
-        return []
+    procs = []
+    for pid in tree.pids:
+        try:
+            root = psutil.Process(pid)
+            procs += [root, *root.children(recursive=True)] if tree.children else [root]
+        except psutil.Error:
+            continue
+    return procs
 
 
 class CpuMeter:
     """Samples named trees in a thread between `with` entry and exit; `.seconds` gives the
     CPU seconds each tree used and `.wall` the elapsed time."""
 
-    def __init__(self, trees: Mapping[str, Tree]) -> None:
+    def __init__(self, trees: Mapping[str, Tree], nested: Collection[str] = ()) -> None:
+        """`nested`: trees whose processes another tree also counts (left out of `other`)."""
         self._trees = dict(trees)
+        self._nested = frozenset(nested)
         # name -> pid -> [first, last]; first is None for processes born after the start.
         self._seen: dict[str, dict[int, list[float]]] = {name: {} for name in self._trees}
         self._first_sample = True
@@ -106,7 +116,8 @@ class CpuMeter:
         wall = self.wall or 1.0
         cores = {name: round(value / wall, 3) for name, value in self.seconds.items()}
         busy = self.machine.get("busy", 0.0)
-        cores["other"] = round(max(0.0, busy - sum(cores.values())), 3)
+        ours = sum(v for k, v in cores.items() if k not in self._nested)
+        cores["other"] = round(max(0.0, busy - ours), 3)
         if self.machine.get("steal"):
             cores["steal"] = self.machine["steal"]
         return cores
@@ -142,3 +153,9 @@ def listener_pid(port: int) -> int | None:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
             return conn.pid
     return None
+
+
+def busy_cores(seconds: float = 2.0) -> float:
+    """Cores busy machine-wide over `seconds`: before a run, how much others are using."""
+    percent = psutil.cpu_percent(interval=seconds)
+    return round(percent / 100 * (psutil.cpu_count() or 1), 2)

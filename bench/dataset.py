@@ -381,6 +381,23 @@ async def _vacuum(url: str) -> None:
         await conn.close()
 
 
+def client_backends(url: str) -> list[int]:
+    """Pids of the client backends connected to the database of `url`, but ours."""
+
+    async def read() -> list[int]:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                " AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return [int(row[0]) for row in rows]
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
 def server_facts(url: str) -> dict[str, str]:
     """PostgreSQL's version and the settings that shape lookup cost, for the report."""
 

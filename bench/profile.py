@@ -75,7 +75,7 @@ def summarize(raw: str, top: int = 15) -> dict[str, Any]:
 
 
 def profile_service(
-    bench: Bench, service: Server, mix: Path, pg_pid: int | None, log: Log
+    bench: Bench, service: Server, mix: Path, pg_pid: int | None, url: str, log: Log
 ) -> dict[str, Any]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -100,7 +100,7 @@ def profile_service(
     ]
     log(f"profiling service worker {workers[-1]} with py-spy for {duration:g} s")
     spy = bench.children.spawn("py-spy", argv)
-    run = bench.saturate(service, mix, duration, pg_pid)
+    run = bench.saturate(service, mix, duration, pg_pid, url)
     try:
         spy.wait(timeout=duration + 30)
     finally:

@@ -17,12 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from bench import identity, report
-from bench.cpu import CpuMeter, Tree, listener_pid
-from bench.dataset import DbServer, Manifest, Spec, ensure_dataset, open_server, postgres_pid
+from bench.cpu import CpuMeter, Tree, busy_cores, listener_pid
+from bench.dataset import (
+    DbServer,
+    Manifest,
+    Spec,
+    client_backends,
+    ensure_dataset,
+    open_server,
+    postgres_pid,
+)
 from bench.dataset import server_facts as pg_facts
 from bench.load import WrkResult, ensure_wrk, finish_wrk, start_wrk
 from bench.mix import build_mix, write_mix
 from bench.procs import Children, HarnessError, stop_on_sigterm
+from bench.profile import profile_service
 from bench.servers import ROOT, Server, rate_limit_storage, start
 
 DATA = ROOT / ".data"
@@ -78,6 +87,7 @@ class Bench:
         self.wrk = wrk
         self.storage = rate_limit_storage()
         self.redis_pid = listener_pid(6379) if self.storage.startswith("redis") else None
+        self.busy_before = 0.0  # cores other processes used just before the run
 
     def prepare(self, spec: Spec) -> tuple[str, Manifest, Path]:
         url, manifest = ensure_dataset(self.db, spec, log)
@@ -90,16 +100,29 @@ class Bench:
         log(f"starting {name} on {tag}")
         return start(self.children, name, tag, url, manifest.pepper, self.storage, log)
 
-    def trees(self, server: Server, generator: int, pg_pid: int | None) -> dict[str, Tree]:
-        trees = {"server": Tree(server.proc.pid), "generator": Tree(generator, children=False)}
+    def trees(
+        self, server: Server, generator: int, pg_pid: int | None, backends: list[int]
+    ) -> dict[str, Tree]:
+        trees = {
+            "server": Tree.of(server.proc.pid),
+            "generator": Tree.of(generator, children=False),
+        }
         if pg_pid is not None:
-            trees["postgres"] = Tree(pg_pid)
+            trees["postgres"] = Tree.of(pg_pid)
+            # Also counted in `postgres`; only used for the per-lookup figure.
+            trees["pg_backends"] = Tree(tuple(backends), children=False)
         if self.redis_pid is not None:
-            trees["redis"] = Tree(self.redis_pid, children=False)
+            trees["redis"] = Tree.of(self.redis_pid, children=False)
         return trees
 
-    def saturate(self, server: Server, mix: Path, duration: float, pg_pid: int | None) -> Json:
+    def saturate(
+        self, server: Server, mix: Path, duration: float, pg_pid: int | None, url: str
+    ) -> Json:
         plan = self.plan
+        # The pools are filled by the warm-up and keep their connections: these backends
+        # serve this run. Background processes (checkpointer, autovacuum…) are left out of
+        # the per-lookup figure so that a slower server is not charged more of them.
+        backends = client_backends(url) if pg_pid is not None else []
         proc = start_wrk(
             self.children,
             self.wrk,
@@ -110,11 +133,15 @@ class Bench:
             threads=plan.threads,
             timeout=plan.timeout,
         )
-        with CpuMeter(self.trees(server, proc.pid, pg_pid)) as meter:
+        trees = self.trees(server, proc.pid, pg_pid, backends)
+        with CpuMeter(trees, nested=("pg_backends",)) as meter:
             result: WrkResult = finish_wrk(self.children, proc, duration)
-        run: Json = {**result.__dict__, "cpu_cores": meter.cores()}
-        pg_seconds = meter.seconds.get("postgres", 0.0)
+        cores = meter.cores()
+        cores.pop("pg_backends", None)
+        run: Json = {**result.__dict__, "cpu_cores": cores}
+        pg_seconds = meter.seconds.get("pg_backends", 0.0)
         run["pg_cpu_us_per_lookup"] = round(pg_seconds / max(result.requests, 1) * 1e6, 1)
+        run["pg_backends"] = len(backends)
         return run
 
     def open_loop(self, server: Server, mix: Path, rate: float, duration: float) -> Json:
@@ -160,12 +187,12 @@ def measure(bench: Bench) -> Json:
 
     for server in servers:
         log(f"warm-up {server.name} ({plan.warmup:g} s)")
-        bench.saturate(server, mix, plan.warmup, pg_pid)
+        bench.saturate(server, mix, plan.warmup, pg_pid, url)
 
     rounds: dict[str, list[Json]] = {"service": [], "baseline": []}
     for number in range(1, plan.rounds + 1):
         for server in servers:  # interleaved: drift (heat, caches) hits both alike
-            run = bench.saturate(server, mix, plan.duration, pg_pid)
+            run = bench.saturate(server, mix, plan.duration, pg_pid, url)
             rounds[server.name].append(run)
             log(
                 f"round {number}/{plan.rounds} {server.name}: {run['rps']:,.0f} req/s, "
@@ -192,11 +219,9 @@ def measure(bench: Bench) -> Json:
 
     profile = None
     if plan.profile:
-        from bench.profile import profile_service
+        profile = profile_service(bench, service, mix, pg_pid, url, log)
 
-        profile = profile_service(bench, service, mix, pg_pid, log)
-
-    scaling = [scale_point(bench, service, plan.main, mix, manifest)]
+    scaling = [scale_point(bench, service, plan.main, mix, manifest, url)]
     bench.children.release(baseline.proc)
     bench.children.release(service.proc)
     for spec in plan.scale:
@@ -204,7 +229,9 @@ def measure(bench: Bench) -> Json:
             scale_url, scale_manifest, scale_mix = bench.prepare(spec)
             server = bench.start("service", spec, scale_url, scale_manifest)
             try:
-                scaling.append(scale_point(bench, server, spec, scale_mix, scale_manifest))
+                scaling.append(
+                    scale_point(bench, server, spec, scale_mix, scale_manifest, scale_url)
+                )
             finally:
                 bench.children.release(server.proc)
     scaling.sort(key=lambda point: int(point["rows"]))
@@ -221,10 +248,12 @@ def measure(bench: Bench) -> Json:
     }
 
 
-def scale_point(bench: Bench, server: Server, spec: Spec, mix: Path, manifest: Manifest) -> Json:
+def scale_point(
+    bench: Bench, server: Server, spec: Spec, mix: Path, manifest: Manifest, url: str
+) -> Json:
     """p50 of an open-loop run at a modest fixed rate, after a short warm-up."""
     plan = bench.plan
-    bench.saturate(server, mix, plan.warmup, None)
+    bench.saturate(server, mix, plan.warmup, None, url)
     result = bench.open_loop(server, mix, plan.scale_rate, plan.open_loop)
     log(
         f"latency at {spec.rows:,} rows: p50 {result['p50_ms']:.2f} ms, "
@@ -274,6 +303,7 @@ def assemble(bench: Bench, measured: Json) -> Json:
             "scale_rate": plan.scale_rate,
             "workers": 2,
             "rate_limit_storage": bench.storage,
+            "machine_busy_before_cores": bench.busy_before,
             "service": "sonarly-api serve --workers 2 (default logging; RATE_LIMIT and "
             "AUTH_FAILURE_RATE_LIMIT 100000000/minute)",
             "baseline": "uvicorn bench.baseline:create_app --workers 2 --no-access-log",
@@ -306,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         with Children(LOG_DIR) as children, open_server(log) as db:
             bench = Bench(chosen, children, db, wrk)
             log(f"rate-limit storage: {bench.storage}")
+            bench.busy_before = busy_cores()
+            if bench.busy_before > 0.3:
+                log(
+                    f"warning: the machine is already busy ({bench.busy_before:.2f} cores used by"
+                    " other processes): absolute numbers will be low, ratios stay comparable"
+                )
             results = assemble(bench, measure(bench))
     except HarnessError as exc:
         log(f"FAILED: {exc}")
