@@ -143,18 +143,40 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 class QueryCounter:
-    """Counts the SQL statements an engine sends."""
+    """Counts the SQL statements an engine's connections run: those SQLAlchemy executes
+    (its cursor events) and those sent straight to the driver on the hot path (asyncpg's query
+    logger, which sees `Connection.fetch` but not the prepared statements SQLAlchemy runs, so
+    nothing is counted twice)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.count = 0
-        self._engine = engine.sync_engine
-        event.listen(self._engine, "before_cursor_execute", self._on_execute)
+        self._count = 0
+        self._pool = engine.sync_engine.pool
+        self._hooked: list[Any] = []
+        self._sync_engine = engine.sync_engine
+        event.listen(self._pool, "checkout", self._on_checkout)
+        event.listen(self._sync_engine, "before_cursor_execute", self._on_query)
 
-    def _on_execute(self, *_: object) -> None:
-        self.count += 1
+    def _on_query(self, *_: object) -> None:
+        self._count += 1
+
+    async def settled(self) -> int:
+        """The count once asyncpg has delivered its log records (it schedules them with
+        call_soon, after the statement returns)."""
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return self._count
+
+    def _on_checkout(self, dbapi_connection: Any, *_: object) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver not in self._hooked:
+            driver.add_query_logger(self._on_query)
+            self._hooked.append(driver)
 
     def close(self) -> None:
-        event.remove(self._engine, "before_cursor_execute", self._on_execute)
+        event.remove(self._pool, "checkout", self._on_checkout)
+        event.remove(self._sync_engine, "before_cursor_execute", self._on_query)
+        for driver in self._hooked:
+            driver.remove_query_logger(self._on_query)
 
 
 @pytest.fixture

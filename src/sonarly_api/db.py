@@ -62,17 +62,24 @@ def create_engine(settings: Settings, url: str) -> AsyncEngine:
     )
 
 
-# Errors that mean "the database cannot be reached right now": answered with a 503.
+# The driver's errors for "this connection is gone": the pooled connection is discarded and,
+# for reads, the statement retried once on another one.
+DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # 57P01 pg_terminate_backend, 57P02, 57P03
+)
+
+# Errors that mean "the database cannot serve us right now": answered with a 503.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    *DISCONNECT_ERRORS,
     OperationalError,
     InterfaceError,
     PoolTimeoutError,
-    OSError,
     asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.QueryCanceledError,
+    asyncpg.QueryCanceledError,  # statement_timeout
 )
 
 
@@ -106,6 +113,31 @@ class Database:
                 raise
         async with self._reader.connect() as conn:
             return await work(conn, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """The hot path: one prepared statement on the driver connection of a pooled connection.
+
+        SQLAlchemy still owns the pool (sizing, timeouts, invalidation) and the statement is
+        built with Core (see prospects/repository.py); only its execution bypasses the
+        Connection/Result machinery, which cost more CPU than the query itself (see
+        docs/performance.md). asyncpg caches the prepared statement per connection, and no
+        transaction is opened: a single SELECT needs none.
+        """
+        for attempt in (1, 2):
+            pooled = await self.engine.raw_connection()
+            try:
+                driver: asyncpg.Connection = pooled.driver_connection
+                rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
+                return rows
+            except DISCONNECT_ERRORS as exc:
+                # Drop this connection (and let the pool notice a restarted server); a read
+                # is safe to retry once.
+                pooled.invalidate(exc)
+                if attempt == 2:
+                    raise
+            finally:
+                pooled.close()
+        raise AssertionError("unreachable")
 
     async def dispose(self) -> None:
         await self.engine.dispose()

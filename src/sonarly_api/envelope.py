@@ -48,12 +48,16 @@ class ValidationErrorResponse(CamelModel):
 JSON = "application/json"
 
 
-def success_response(data: BaseModel, headers: Mapping[str, str] | None = None) -> Response:
+def success_response(
+    data: BaseModel | Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> Response:
     """200 envelope around `data`. Built from bytes: one serialisation, no re-validation."""
     body = b"".join(
         (
             b'{"success":true,"data":',
-            data.model_dump_json(by_alias=True).encode(),
+            data.model_dump_json(by_alias=True).encode()
+            if isinstance(data, BaseModel)
+            else to_json(data),
             b',"error":null,"traceId":"',
             current_trace_id().encode(),
             b'"}',

@@ -68,7 +68,7 @@ class TestRefusedKeys:
         header = b"Bearer " + garbage.encode()
         response = await client.get(ACCOUNTS, headers={b"Authorization": header})
         assert_unauthorized(response, "API key is malformed.")
-        assert count_queries.count == 0
+        assert await count_queries.settled() == 0
 
     async def test_bad_checksum_is_refused_without_a_query(
         self, client: httpx.AsyncClient, count_queries: QueryCounter
@@ -76,7 +76,7 @@ class TestRefusedKeys:
         forged = forge_with_bad_checksum(keys.generate_key())
         response = await client.get(ACCOUNTS, headers=bearer(forged))
         assert_unauthorized(response, "API key checksum is invalid.")
-        assert count_queries.count == 0
+        assert await count_queries.settled() == 0
 
     async def test_unknown_key(self, client: httpx.AsyncClient) -> None:
         response = await client.get(ACCOUNTS, headers=bearer(keys.generate_key()))
@@ -151,7 +151,7 @@ class TestKeyCache:
             assert (await client.get(path, headers=bearer(key))).status_code == 200
 
         # One query for the key (first request only), then one lookup query per request.
-        assert count_queries.count == 1 + 5
+        assert await count_queries.settled() == 1 + 5
 
     async def test_revocation_takes_effect_within_the_cache_ttl(
         self, database_url: str, factory: Factory

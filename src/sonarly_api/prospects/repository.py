@@ -3,11 +3,13 @@ property of the query, not of a check someone must remember."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any
 
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+from sonarly_api.db import Database
 from sonarly_api.prospects.models import Prospect
-from sonarly_api.prospects.schemas import ProviderIdProspectMatch
 
 MAX_MATCHES = 50
 
@@ -31,21 +33,34 @@ _LOOKUP = (
 )
 
 
+# Compiled once to the driver's SQL; `Database.fetch` runs it as a prepared statement.
+_COMPILED = _LOOKUP.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+_LOOKUP_SQL = _COMPILED.string
+_PARAMETER_ORDER = tuple(_COMPILED.positiontup or ())
+_FIXED_PARAMETERS = {name: value for name, value in _COMPILED.params.items() if value is not None}
+
+
+def _arguments(**values: str) -> list[Any]:
+    bound = {**_FIXED_PARAMETERS, **values}
+    return [bound[name] for name in _PARAMETER_ORDER]
+
+
 async def find_by_provider_id(
-    conn: AsyncConnection, account_group_id: str, provider_id: str
-) -> list[ProviderIdProspectMatch]:
-    result = await conn.execute(
-        _LOOKUP, {"account_group_id": account_group_id, "provider_id": provider_id}
+    db: Database, account_group_id: str, provider_id: str
+) -> list[dict[str, str | None]]:
+    """The group's prospects carrying `provider_id`, as wire-ready matches."""
+    rows = await db.fetch(
+        _LOOKUP_SQL, *_arguments(account_group_id=account_group_id, provider_id=provider_id)
     )
     return [
-        ProviderIdProspectMatch(
-            prospect_id=row[0],
-            person_id=row[1],
-            public_identifier=row[2],
-            linkedin_url=row[3],
-            name=row[4],
-            company_name=row[5],
-            title=row[6],
-        )
-        for row in result
+        {
+            "prospectId": row[0],
+            "personId": row[1],
+            "publicIdentifier": row[2],
+            "linkedinUrl": row[3],
+            "name": row[4],
+            "companyName": row[5],
+            "title": row[6],
+        }
+        for row in rows
     ]

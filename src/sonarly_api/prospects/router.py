@@ -13,8 +13,10 @@ from sonarly_api.envelope import success_response
 from sonarly_api.openapi import error_responses
 from sonarly_api.prospects.schemas import ProviderIdProspectLookupSuccessResponse
 from sonarly_api.prospects.service import lookup_by_provider_id
+from sonarly_api.routing import DirectRoute
 
-router = APIRouter(prefix="/v1", tags=["Prospects"])
+# DirectRoute: this is the hot path; see sonarly_api/routing.py.
+router = APIRouter(prefix="/v1", tags=["Prospects"], route_class=DirectRoute)
 
 
 # `:path` on both parameters: Starlette decodes %2F before routing, and without it such a

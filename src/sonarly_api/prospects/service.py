@@ -5,7 +5,7 @@ from __future__ import annotations
 from sonarly_api.auth.principal import Principal
 from sonarly_api.db import Database
 from sonarly_api.prospects import repository, validation
-from sonarly_api.prospects.schemas import ProviderIdProspectLookup, Resolution
+from sonarly_api.prospects.schemas import Resolution
 
 
 def _resolution(match_count: int) -> Resolution:
@@ -16,11 +16,11 @@ def _resolution(match_count: int) -> Resolution:
 
 async def lookup_by_provider_id(
     db: Database, principal: Principal, raw_account_group_id: str, raw_provider_id: str
-) -> ProviderIdProspectLookup:
+) -> dict[str, object]:
+    """The `data` of the answer (shape: schemas.ProviderIdProspectLookup). Plain dicts on this
+    path: building and re-validating Pydantic models per match cost more than the query."""
     account_group_id = validation.account_group_id(raw_account_group_id)
     provider_id = validation.provider_id(raw_provider_id)
     principal.ensure_account_group(account_group_id)
-    matches = await db.read(repository.find_by_provider_id, account_group_id, provider_id)
-    return ProviderIdProspectLookup(
-        provider_id=provider_id, resolution=_resolution(len(matches)), matches=matches
-    )
+    matches = await repository.find_by_provider_id(db, account_group_id, provider_id)
+    return {"providerId": provider_id, "resolution": _resolution(len(matches)), "matches": matches}

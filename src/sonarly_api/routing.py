@@ -1,0 +1,99 @@
+"""DirectRoute: an APIRoute without FastAPI's per-request dependency solver, for the hot path.
+
+The route is declared like any other — typed parameters, `Depends(...)`, response models — so
+the OpenAPI document is generated from its signature as usual. Only the per-request work
+changes: instead of `solve_dependencies` (which validates every parameter through Pydantic and
+walks the dependency graph on each request; ~12% of the lookup's CPU in the py-spy profile
+of docs/performance.md), a plan computed once at start-up calls the dependencies and the
+endpoint directly.
+
+The plan covers what the lookup needs and nothing more: plain `str` path parameters, the
+`Request`, and dependencies that themselves take only the `Request`. A route outside that
+shape is refused at start-up rather than served with different semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import routing as fastapi_routing
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    request_param: str | None
+    path_params: tuple[tuple[str, str], ...]  # (keyword, name in the URL template)
+    dependencies: tuple[tuple[str, Callable[[Request], Awaitable[Any]]], ...]
+
+
+def _only_request(dependant: Dependant) -> bool:
+    other_inputs = (
+        dependant.path_params,
+        dependant.query_params,
+        dependant.header_params,
+        dependant.cookie_params,
+        dependant.body_params,
+        dependant.dependencies,
+    )
+    return dependant.request_param_name is not None and not any(other_inputs)
+
+
+def _plan(dependant: Dependant, path: str) -> _Plan:
+    unsupported = (
+        dependant.query_params,
+        dependant.header_params,
+        dependant.cookie_params,
+        dependant.body_params,
+    )
+    if any(unsupported) or dependant.response_param_name or dependant.background_tasks_param_name:
+        raise TypeError(f"{path}: DirectRoute takes only path parameters, Request, Depends")
+    path_params = []
+    for field in dependant.path_params:
+        if field.field_info.annotation is not str or field.field_info.metadata:
+            raise TypeError(f"{path}: DirectRoute path parameter {field.name} must be plain str")
+        path_params.append((field.name, field.alias))
+    dependencies = []
+    for sub in dependant.dependencies:
+        if sub.name is None or sub.call is None or not _only_request(sub):
+            raise TypeError(f"{path}: DirectRoute dependencies must take only the Request")
+        dependencies.append((sub.name, sub.call))
+    return _Plan(dependant.request_param_name, tuple(path_params), tuple(dependencies))
+
+
+def _effective_dependant(route: APIRoute) -> Dependant:
+    # Under include_router, FastAPI builds the handler with a combined dependant (router-level
+    # dependencies included) published in a context variable; honour it when present.
+    context_var = getattr(fastapi_routing, "_effective_route_context_var", None)
+    context = context_var.get() if context_var is not None else None
+    if context is not None and getattr(context, "original_route", None) is route:
+        dependant: Dependant = context.dependant
+        return dependant
+    return route.dependant
+
+
+class DirectRoute(APIRoute):
+    def get_route_handler(self) -> Handler:
+        plan = _plan(_effective_dependant(self), self.path)
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            kwargs: dict[str, Any] = {}
+            for name, call in plan.dependencies:
+                kwargs[name] = await call(request)
+            path_values = request.path_params
+            for name, alias in plan.path_params:
+                kwargs[name] = path_values[alias]
+            if plan.request_param is not None:
+                kwargs[plan.request_param] = request
+            response: Response = await endpoint(**kwargs)
+            return response
+
+        return handler
