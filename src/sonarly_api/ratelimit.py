@@ -1,10 +1,15 @@
 """Rate limits: one budget per API key, one budget of failed authentications per client address.
 
-Built on `limits` (the engine under slowapi) through its asyncio API. slowapi's route
-decorator runs after FastAPI has resolved every dependency, so it cannot answer 429
-between authentication and the permission check as the contract's order requires, and
-its synchronous storage calls would block the event loop on Redis. Calling `limits.aio`
-from our own dependency keeps both the order and the loop.
+Counters live in a `limits` storage (the engine under slowapi): in memory, or in Redis shared by
+every worker. slowapi's route decorator runs after FastAPI has resolved every dependency, so it
+cannot answer 429 between authentication and the permission check as the contract's order
+requires, and its synchronous storage calls would block the event loop on Redis; this module
+calls the storage's asyncio API from the authentication dependency instead.
+
+Cost per request, in steady state, is one storage operation (an atomic increment): a fixed
+window's end never moves, so each process asks the storage for it once per window and key, and
+an address over its failed-authentication budget is remembered in-process until its window
+ends, instead of asking the storage on every request.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ import math
 import time
 from dataclasses import dataclass
 
+from cachetools import TTLCache
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
-from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
 
 from sonarly_api.errors import RateLimited
 
 logger = logging.getLogger(__name__)
+
+_TRACKED = 100_000  # window ends / blocked addresses remembered per process
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,10 @@ class Quota:
             "X-RateLimit-Remaining": str(self.remaining),
             "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
         }
+
+    def exceeded(self, details: str) -> RateLimited:
+        retry_after = max(1, math.ceil(self.reset_at - time.time()))
+        return RateLimited(details, headers={**self.headers(), "Retry-After": str(retry_after)})
 
 
 def _storage_failed(exc: Exception) -> None:
@@ -53,54 +64,73 @@ def _async_storage(uri: str) -> Storage:
     return storage
 
 
+class _FixedWindow:
+    """A fixed-window counter on a `limits` storage, one increment per hit."""
+
+    def __init__(self, storage: Storage, item: RateLimitItem, scope: str) -> None:
+        self._storage = storage
+        self._item = item
+        self._scope = scope
+        window = item.get_expiry()
+        self._window_ends: TTLCache[str, float] = TTLCache(maxsize=_TRACKED, ttl=window)
+
+    async def hit(self, identity: str) -> tuple[Quota, bool]:
+        """The quota after this hit, and whether the hit was within the budget."""
+        key = self._item.key_for(self._scope, identity)
+        count = await self._storage.incr(key, self._item.get_expiry())
+        reset_at = self._window_ends.get(key)
+        if count == 1 or reset_at is None or reset_at <= time.time():
+            # A new window (here or in another worker): ask the storage when it ends.
+            reset_at = await self._storage.get_expiry(key)
+            self._window_ends[key] = reset_at
+        limit = self._item.amount
+        return Quota(limit, max(limit - count, 0), reset_at), count <= limit
+
+
 class RateLimits:
     def __init__(self, storage_uri: str, per_key: str, per_failed_auth: str) -> None:
         self.storage = _async_storage(storage_uri)
-        self._strategy = FixedWindowRateLimiter(self.storage)
         self.per_key: RateLimitItem = parse(per_key)
         self.per_failed_auth: RateLimitItem = parse(per_failed_auth)
-
-    async def _quota(self, item: RateLimitItem, *identifiers: str) -> Quota:
-        stats = await self._strategy.get_window_stats(item, *identifiers)
-        return Quota(item.amount, max(stats.remaining, 0), stats.reset_time)
-
-    @staticmethod
-    def _exceeded(quota: Quota, details: str) -> RateLimited:
-        retry_after = max(1, math.ceil(quota.reset_at - time.time()))
-        return RateLimited(details, headers={**quota.headers(), "Retry-After": str(retry_after)})
+        self._keys = _FixedWindow(self.storage, self.per_key, "key")
+        self._failures = _FixedWindow(self.storage, self.per_failed_auth, "auth-fail")
+        self._blocked: TTLCache[str, Quota] = TTLCache(
+            maxsize=_TRACKED, ttl=self.per_failed_auth.get_expiry()
+        )
 
     async def hit_key(self, key_id: str) -> Quota | None:
         """Spend one request of the key's budget; raise RateLimited when it is exhausted.
         None when the storage is unreachable: the request goes through (fail open)."""
         try:
-            allowed = await self._strategy.hit(self.per_key, "key", key_id)
-            quota = await self._quota(self.per_key, "key", key_id)
+            quota, allowed = await self._keys.hit(key_id)
         except Exception as exc:
             _storage_failed(exc)
             return None
         if not allowed:
-            raise self._exceeded(quota, f"This API key may make {self.per_key} requests.")
+            raise quota.exceeded(f"This API key may make {self.per_key} requests.")
         return quota
 
-    async def ensure_address_not_blocked(self, address: str) -> None:
+    def ensure_address_not_blocked(self, address: str) -> None:
         """Refuse every request from an address that used up its failed-authentication budget,
         valid key or not, so a guesser learns nothing while blocked."""
+        quota = self._blocked.get(address)
+        if quota is not None and quota.reset_at > time.time():
+            raise quota.exceeded("Too many failed authentications from this address.")
+
+    async def record_failed_auth(self, address: str) -> None:
+        """Count a failed authentication; the one over the budget is answered with 429 and
+        blocks the address in this process until the window ends (other workers block it at
+        its next failure there: the counter itself is shared)."""
         try:
-            if await self._strategy.test(self.per_failed_auth, "auth-fail", address):
-                return
-            quota = await self._quota(self.per_failed_auth, "auth-fail", address)
+            quota, allowed = await self._failures.hit(address)
         except Exception as exc:
             _storage_failed(exc)
             return
-        raise self._exceeded(quota, "Too many failed authentications from this address.")
-
-    async def record_failed_auth(self, address: str) -> None:
-        try:
-            await self._strategy.hit(self.per_failed_auth, "auth-fail", address)
-        except Exception as exc:
-            _storage_failed(exc)
+        if not allowed:
+            self._blocked[address] = quota
+            raise quota.exceeded("Too many failed authentications from this address.")
 
     async def close(self) -> None:
-        reset = getattr(self.storage, "close", None)
-        if reset is not None:
-            await reset()
+        close = getattr(self.storage, "close", None)
+        if close is not None:
+            await close()

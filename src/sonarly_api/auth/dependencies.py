@@ -18,7 +18,7 @@ async def _authenticate_and_limit(request: Request) -> Principal:
     state: AppState = request.app.state.sonarly
     address = request.client.host if request.client else "unknown"
     limits = state.rate_limits
-    await limits.ensure_address_not_blocked(address)
+    limits.ensure_address_not_blocked(address)
     try:
         principal = await state.authenticator.authenticate(request.headers.get("authorization"))
     except Unauthorized:
