@@ -22,6 +22,7 @@ def assert_envelope_ok(response: httpx.Response) -> dict[str, Any]:
     assert body["success"] is True
     assert body["error"] is None
     assert body["traceId"] == response.headers["x-trace-id"]
+    assert response.headers["cache-control"] == "no-store"
     data: dict[str, Any] = body["data"]
     return data
 
