@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -140,18 +141,23 @@ class TestKeyStorage:
 
 
 class TestKeyCache:
-    async def test_valid_key_is_checked_against_the_database_once_per_ttl(
-        self, client: httpx.AsyncClient, factory: Factory, count_queries: QueryCounter
+    async def test_a_cached_key_costs_no_query_one_lookup_costs_one(
+        self, app: FastAPI, client: httpx.AsyncClient, factory: Factory, engine: AsyncEngine
     ) -> None:
         group = await factory.group()
         _, key = await factory.key([group])
         path = f"/v1/accounts/{group}/prospects/by-provider-id/p"
+        # First use: the key is read from the database (and its use recorded).
+        assert (await client.get(path, headers=bearer(key))).status_code == 200
+        await app.state.sonarly.authenticator.usage.drain()
 
-        for _ in range(5):
-            assert (await client.get(path, headers=bearer(key))).status_code == 200
-
-        # One query for the key (first request only), then one lookup query per request.
-        assert await count_queries.settled() == 1 + 5
+        counter = QueryCounter(app.state.sonarly.db.engine)
+        try:
+            for _ in range(5):
+                assert (await client.get(path, headers=bearer(key))).status_code == 200
+            assert await counter.settled() == 5
+        finally:
+            counter.close()
 
     async def test_revocation_takes_effect_within_the_cache_ttl(
         self, database_url: str, factory: Factory
@@ -169,3 +175,26 @@ class TestKeyCache:
                 # ... and refused once the TTL has passed.
                 response = await client.get(ACCOUNTS, headers=bearer(key))
         assert_unauthorized(response, "The API key has been revoked.")
+
+
+class TestLastUsed:
+    async def test_last_used_is_recorded_at_most_once_a_minute(
+        self, app: FastAPI, client: httpx.AsyncClient, factory: Factory, engine: AsyncEngine
+    ) -> None:
+        group = await factory.group()
+        key_id, key = await factory.key([group])
+
+        async def last_used() -> object:
+            await app.state.sonarly.authenticator.usage.drain()
+            async with engine.connect() as conn:
+                query = select(ApiKey.last_used_at).where(ApiKey.id == key_id)
+                return (await conn.execute(query)).scalar_one()
+
+        assert await last_used() is None
+        assert (await client.get(ACCOUNTS, headers=bearer(key))).status_code == 200
+        first = await last_used()
+        assert first is not None
+        for _ in range(3):
+            assert (await client.get(ACCOUNTS, headers=bearer(key))).status_code == 200
+        # Within the minute: no new write, the stored value is unchanged.
+        assert await last_used() == first

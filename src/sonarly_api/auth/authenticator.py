@@ -12,6 +12,7 @@ from cachetools import TTLCache
 from sonarly_api.auth import keys
 from sonarly_api.auth.principal import Principal
 from sonarly_api.auth.repository import principal_by_hash
+from sonarly_api.auth.usage import UsageRecorder
 from sonarly_api.db import Database
 from sonarly_api.errors import Unauthorized
 from sonarly_api.timestamps import utcnow
@@ -23,6 +24,7 @@ class Authenticator:
     ) -> None:
         self._db = db
         self._pepper = pepper
+        self.usage = UsageRecorder(db)
         self._cache: TTLCache[bytes, Principal | None] | None = (
             TTLCache(maxsize=cache_size, ttl=cache_ttl_seconds) if cache_ttl_seconds > 0 else None
         )
@@ -61,6 +63,7 @@ class Authenticator:
             raise Unauthorized("The API key has been revoked.")
         if principal.expires_at is not None and principal.expires_at <= utcnow():
             raise Unauthorized("The API key has expired.")
+        self.usage.seen(principal.key_id)
         return principal
 
     def forget_all(self) -> None:

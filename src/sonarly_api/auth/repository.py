@@ -107,3 +107,7 @@ async def revoke_key(conn: AsyncConnection, key_id: str) -> bool:
         .returning(ApiKey.id)
     )
     return result.first() is not None
+
+
+async def touch_last_used(conn: AsyncConnection, key_id: str) -> None:
+    await conn.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=func.now()))
