@@ -13,6 +13,7 @@ from sonarly_api.auth.authenticator import Authenticator
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.db import Database, create_engine
 from sonarly_api.handlers import install_error_handlers, render_unhandled
+from sonarly_api.health.router import health_router
 from sonarly_api.openapi import install_openapi
 from sonarly_api.prospects.router import router as prospects_router
 from sonarly_api.ratelimit import RateLimits
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(prospects_router)
     app.include_router(accounts_router)
+    app.include_router(health_router())
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(TraceMiddleware, render_error=render_unhandled)

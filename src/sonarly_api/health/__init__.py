@@ -1,0 +1,1 @@
+"""Probes for orchestrators: liveness (/healthz) and readiness (/readyz)."""
