@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -28,10 +28,11 @@ from sonarly_api.auth import repository as api_keys
 from sonarly_api.auth.principal import PERMISSIONS
 from sonarly_api.config import Settings, describe_settings_error, get_settings
 from sonarly_api.db import async_url
+from sonarly_api.durations import EXAMPLES, format_duration, parse_duration
 from sonarly_api.embedded_pg import EmbeddedPostgresError
 from sonarly_api.ids import is_id
 from sonarly_api.runtime import ResolvedDatabase, open_database
-from sonarly_api.timestamps import iso_millis
+from sonarly_api.timestamps import iso_millis, utcnow
 
 T = TypeVar("T")
 
@@ -215,6 +216,23 @@ def groups_list(as_json: JsonFlag = False) -> None:
 # --- keys -----------------------------------------------------------------------------------
 
 
+ExpiresIn = Annotated[
+    str | None,
+    typer.Option("--expires-in", help=f"Lifetime of the key ({EXAMPLES}); default: none."),
+]
+
+
+def _duration_option(
+    value: str | None, option: str, *, allow_zero: bool = False
+) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value, allow_zero=allow_zero)
+    except ValueError as exc:
+        fail(f"{option}: {exc}", code=2)
+
+
 def _check_ids(ids: Sequence[str], option: str) -> list[str]:
     normalised = [i.strip().lower() for i in ids]
     bad = [i for i in normalised if not is_id(i)]
@@ -233,12 +251,14 @@ def keys_create(
         list[str],
         typer.Option("--permission", help=f"One of {', '.join(PERMISSIONS)} (repeatable)."),
     ],
+    expires_in: ExpiresIn = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Issue an API key. The key is printed once and never stored."""
     name = name.strip()
     if not name:
         fail("--name must not be empty", code=2)
+    lifetime = _duration_option(expires_in, "--expires-in")
     group_ids = _check_ids(account_group, "--account-group")
     unknown_permissions = sorted(set(permission) - set(PERMISSIONS))
     if unknown_permissions:
@@ -260,6 +280,7 @@ def keys_create(
                 key_hash=key_format.hash_key(secret, admin.pepper),
                 permissions=permission,
                 account_group_ids=group_ids,
+                expires_at=None if lifetime is None else utcnow() + lifetime,
             )
 
     result = run_with_database(work)
@@ -278,6 +299,12 @@ def keys_create(
     out.print(f"created key [bold]{result}[/] ({escape(name)})", highlight=False)
     out.print(f"  permissions:    {', '.join(document['permissions'])}", highlight=False)
     out.print(f"  account groups: {', '.join(document['accountGroupIds'])}", highlight=False)
+    if lifetime is not None:
+        out.print(f"  expires in:     {format_duration(lifetime)}", highlight=False)
+    _print_secret(secret)
+
+
+def _print_secret(secret: str) -> None:
     out.print(f"\n  {secret}\n", style="bold green", highlight=False)
     out.print("Store it now: it is shown only this once.", style="yellow")
 
@@ -307,7 +334,9 @@ def keys_list(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json([key_json(k) for k in rows])
         return
-    table = Table("id", "name", "permissions", "account groups", "created", "revoked")
+    table = Table(
+        "id", "name", "permissions", "account groups", "created", "last used", "expires", "revoked"
+    )
     for k in rows:
         table.add_row(
             k.id,
@@ -315,6 +344,8 @@ def keys_list(as_json: JsonFlag = False) -> None:
             ", ".join(k.permissions),
             ", ".join(k.account_group_ids),
             iso_millis(k.created_at),
+            maybe_iso(k.last_used_at) or "",
+            maybe_iso(k.expires_at) or "",
             maybe_iso(k.revoked_at) or "",
         )
     out.print(table)
@@ -333,6 +364,74 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (not th
         fail(f"no API key with id {key_id}")
     ttl = load_settings().key_cache_ttl_seconds
     out.print(f"revoked key {key_id} (running servers refuse it within {ttl:g} s)", highlight=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key's id (not the key).")],
+    grace: Annotated[
+        str,
+        typer.Option(help=f"How long the old key keeps working ({EXAMPLES}, or 0)."),
+    ] = "24h",
+    expires_in: ExpiresIn = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace a key: a new secret with the same name, permissions and account groups. The
+    old key keeps working for --grace, so clients can switch without an outage."""
+    (key_id,) = _check_ids([key_id], "KEY_ID")
+    grace_period = _duration_option(grace, "--grace", allow_zero=True)
+    assert grace_period is not None
+    lifetime = _duration_option(expires_in, "--expires-in")
+    secret = key_format.generate_key()
+
+    async def work(admin: Admin) -> api_keys.Rotation | str:
+        now = utcnow()
+        try:
+            async with admin.engine.begin() as conn:
+                rotation = await api_keys.rotate_key(
+                    conn,
+                    key_id,
+                    key_hash=key_format.hash_key(secret, admin.pepper),
+                    grace=grace_period,
+                    now=now,
+                    expires_at=None if lifetime is None else now + lifetime,
+                )
+        except api_keys.KeyNotRotatable as exc:
+            return str(exc)
+        return f"no API key with id {key_id}" if rotation is None else rotation
+
+    result = run_with_database(work)
+    if isinstance(result, str):
+        fail(result)
+    old_expiry = iso_millis(result.old_key_expires_at)
+    if as_json:
+        print_json(
+            {
+                "id": result.key_id,
+                "key": secret,
+                "name": result.name,
+                "permissions": result.permissions,
+                "accountGroupIds": result.account_group_ids,
+                "replaces": key_id,
+                "oldKeyExpiresAt": old_expiry,
+            }
+        )
+        return
+    out.print(
+        f"rotated key {key_id}: new key [bold]{result.key_id}[/] ({escape(result.name)})",
+        highlight=False,
+    )
+    out.print(f"  permissions:    {', '.join(result.permissions)}", highlight=False)
+    out.print(f"  account groups: {', '.join(result.account_group_ids)}", highlight=False)
+    if lifetime is not None:
+        out.print(f"  expires in:     {format_duration(lifetime)}", highlight=False)
+    # A server that cached the old key before the rotation learns its expiry within the TTL.
+    ttl = load_settings().key_cache_ttl_seconds
+    out.print(
+        f"  old key {key_id} stops working at {old_expiry} (running servers: within {ttl:g} s)",
+        highlight=False,
+    )
+    _print_secret(secret)
 
 
 # --- prospects ------------------------------------------------------------------------------

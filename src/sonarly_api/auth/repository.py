@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sonarly_api.auth.models import ApiKey, ApiKeyGrant
@@ -107,6 +107,78 @@ async def revoke_key(conn: AsyncConnection, key_id: str) -> bool:
         .returning(ApiKey.id)
     )
     return result.first() is not None
+
+
+class KeyNotRotatable(Exception):
+    """The key exists but must not be rotated (revoked or expired); the message says why."""
+
+
+@dataclass(frozen=True)
+class Rotation:
+    key_id: str
+    name: str
+    permissions: list[str]
+    account_group_ids: list[str]
+    old_key_expires_at: datetime
+
+
+async def rotate_key(
+    conn: AsyncConnection,
+    key_id: str,
+    *,
+    key_hash: bytes,
+    grace: timedelta,
+    now: datetime,
+    expires_at: datetime | None = None,
+) -> Rotation | None:
+    """Issue a key with `key_id`'s name, permissions and grants, and make the old one expire
+    at min(its expiry, now + grace). None when no such key. Raises KeyNotRotatable for a
+    revoked or expired key: rotating would revive access that was deliberately ended."""
+    old = (
+        await conn.execute(
+            select(ApiKey.name, ApiKey.permissions, ApiKey.revoked_at, ApiKey.expires_at)
+            .where(ApiKey.id == key_id)
+            # Two rotations of one key at once: the second sees the first's new expiry.
+            .with_for_update()
+        )
+    ).first()
+    if old is None:
+        return None
+    name, permissions, revoked_at, old_expires_at = old
+    if revoked_at is not None:
+        raise KeyNotRotatable(f"key {key_id} is revoked; issue a new one with `keys create`")
+    if old_expires_at is not None and old_expires_at <= now:
+        raise KeyNotRotatable(f"key {key_id} has expired; issue a new one with `keys create`")
+    ends = now + grace if old_expires_at is None else min(old_expires_at, now + grace)
+    await conn.execute(update(ApiKey).where(ApiKey.id == key_id).values(expires_at=ends))
+    new_key_id = new_id()
+    await conn.execute(
+        insert(ApiKey).values(
+            id=new_key_id,
+            name=name,
+            key_hash=key_hash,
+            permissions=list(permissions),
+            expires_at=expires_at,
+        )
+    )
+    # Copied in SQL, so the grants are those of the locked row, whatever the caller saw.
+    granted = await conn.execute(
+        insert(ApiKeyGrant)
+        .from_select(
+            ["api_key_id", "account_group_id"],
+            select(literal(new_key_id), ApiKeyGrant.account_group_id).where(
+                ApiKeyGrant.api_key_id == key_id
+            ),
+        )
+        .returning(ApiKeyGrant.account_group_id)
+    )
+    return Rotation(
+        key_id=new_key_id,
+        name=name,
+        permissions=sorted(permissions),
+        account_group_ids=sorted(r[0] for r in granted),
+        old_key_expires_at=ends,
+    )
 
 
 async def touch_last_used(conn: AsyncConnection, key_id: str) -> None:
