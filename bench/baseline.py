@@ -167,6 +167,19 @@ async def _keep_session(_conn: object) -> None:
     autocommit reads), so there is nothing to reset."""
 
 
+Answer = tuple[int, tuple[tuple[bytes, bytes], ...], bytes]  # status, extra headers, body
+NO_STORE = ((b"cache-control", b"no-store"),)
+
+
+def failed(exc: Exception, trace_id: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
+    """The error answer for `exc`: its own, 503 for an outage, 500 for anything else."""
+    if isinstance(exc, Failure):
+        failure = exc
+    else:
+        failure = UNAVAILABLE if isinstance(exc, OUTAGE) else INTERNAL
+    return failure.status, (*failure.headers, *extra), failure.body(trace_id)
+
+
 def new_trace_id() -> bytes:
     while True:
         value = os.urandom(16).hex()
@@ -180,7 +193,7 @@ class Baseline:
         # asyncpg takes libpq URLs; the service's form names the SQLAlchemy driver.
         self.dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
         self.pepper = os.environ["API_KEY_PEPPER"].encode()
-        self.pool_size = int(os.environ.get("DB_POOL_SIZE", "40"))
+        self.pool_size = int(os.environ.get("DB_POOL_SIZE", "40"))  # the service's default
         self.pool: Any = None
         self.cache: dict[bytes, tuple[float, Principal | None]] = {}
 
@@ -234,8 +247,7 @@ class Baseline:
             raise unauthorized("The API key has expired.")
         return principal
 
-    async def lookup(self, scope: Scope, group_raw: str, provider_raw: str) -> bytes:
-        principal = await self.principal(presented_key(scope["headers"]))
+    async def lookup(self, principal: Principal, group_raw: str, provider_raw: str) -> bytes:
         if "prospects:read" not in principal.permissions:
             raise PERMISSION_DENIED
         group = check_group_id(group_raw)
@@ -263,23 +275,22 @@ class Baseline:
             }
         )
 
-    async def answer(
-        self, scope: Scope, trace_id: bytes
-    ) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes]:
+    async def answer(self, scope: Scope, trace_id: bytes) -> Answer:
         match = ROUTE.match(scope["path"])
         try:
             if match is None or scope["method"] != "GET":
                 # Only the lookup is served: any other request is outside the benchmark.
                 raise Failure(404, "NOT_FOUND", "Resource not found.", None)
-            data = await self.lookup(scope, match[1], match[2])
-        except Failure as failure:
-            return failure.status, failure.headers, failure.body(trace_id)
-        except OUTAGE:
-            return UNAVAILABLE.status, UNAVAILABLE.headers, UNAVAILABLE.body(trace_id)
-        except Exception:
-            return INTERNAL.status, INTERNAL.headers, INTERNAL.body(trace_id)
+            principal = await self.principal(presented_key(scope["headers"]))
+        except Exception as exc:
+            return failed(exc, trace_id)
+        # From here on the answer is per key and per tenant, as in the service: no caching.
+        try:
+            data = await self.lookup(principal, match[1], match[2])
+        except Exception as exc:
+            return failed(exc, trace_id, NO_STORE)
         body = b'{"success":true,"data":%s,"error":null,"traceId":"%s"}' % (data, trace_id)
-        return 200, (), body
+        return 200, NO_STORE, body
 
     async def http(self, scope: Scope, send: Send) -> None:
         trace_id = new_trace_id()

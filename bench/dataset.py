@@ -149,7 +149,8 @@ class DbServer:
         if self.embedded is not None:
             self.embedded.ensure_database(database)
             return
-        asyncio.run(_create_database_if_missing(self.url(self.base_database), database))
+        # Through the maintenance database: the named one may not exist yet either.
+        asyncio.run(_create_database_if_missing(self.url("postgres"), database))
 
 
 async def _create_database_if_missing(url: str, database: str) -> None:
@@ -407,6 +408,9 @@ def server_facts(url: str) -> dict[str, str]:
             facts = {}
             for name in ("server_version", "shared_buffers", "max_connections", "jit"):
                 facts[name] = str(await conn.fetchval(f"SHOW {name}"))
+            facts["connections_in_use"] = str(
+                await conn.fetchval("SELECT count(*) FROM pg_stat_activity")
+            )
             return facts
         finally:
             await conn.close()

@@ -54,10 +54,12 @@ def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit so `finally` blocks and context managers clean up
-    (Ctrl-C already raises KeyboardInterrupt)."""
+def install_signal_handlers() -> None:
+    """SIGTERM raises SystemExit and SIGINT KeyboardInterrupt, so that `finally` blocks and
+    context managers stop every child. SIGINT is set explicitly: a shell starts background
+    jobs with it ignored, and Python then never raises KeyboardInterrupt."""
     signal.signal(signal.SIGTERM, _raise_system_exit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class Children:

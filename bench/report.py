@@ -160,7 +160,8 @@ def table(results: Json) -> str:
         f"Load: wrk {c['threads']} threads, {c['connections']} connections, "
         f"{c['rounds']} interleaved round(s) of {c['duration_s']:g} s per server, medians. "
         f"Rate-limit storage: `{c['rate_limit_storage']}`. Both servers: {c['workers']} "
-        "uvicorn workers, on the same cores as PostgreSQL and the load generator. "
+        f"uvicorn workers with {c['db_pool_size']} pooled connections each, on the same cores "
+        "as PostgreSQL and the load generator. "
         f"Other processes used {c['machine_busy_before_cores']:.2f} cores just before the run "
         "(`other` in the CPU line: during it).",
         "",

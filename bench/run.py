@@ -30,9 +30,17 @@ from bench.dataset import (
 from bench.dataset import server_facts as pg_facts
 from bench.load import WrkResult, ensure_wrk, finish_wrk, start_wrk
 from bench.mix import build_mix, write_mix
-from bench.procs import Children, HarnessError, stop_on_sigterm
+from bench.procs import Children, HarnessError, install_signal_handlers
 from bench.profile import profile_service
-from bench.servers import ROOT, Server, rate_limit_storage, start
+from bench.servers import (
+    DEFAULT_POOL_SIZE,
+    ROOT,
+    Deployment,
+    Server,
+    pool_size_for,
+    rate_limit_storage,
+    start,
+)
 
 DATA = ROOT / ".data"
 LOG_DIR = DATA / "bench-logs"
@@ -88,6 +96,7 @@ class Bench:
         self.storage = rate_limit_storage()
         self.redis_pid = listener_pid(6379) if self.storage.startswith("redis") else None
         self.busy_before = 0.0  # cores other processes used just before the run
+        self.pool_size: int | None = None  # per worker, both servers; decided at first start
 
     def prepare(self, spec: Spec) -> tuple[str, Manifest, Path]:
         url, manifest = ensure_dataset(self.db, spec, log)
@@ -97,8 +106,21 @@ class Bench:
 
     def start(self, name: str, spec: Spec, url: str, manifest: Manifest) -> Server:
         tag = self.db.database_name(spec)
+        if self.pool_size is None:
+            facts = pg_facts(url)
+            self.pool_size = (
+                pool_size_for(int(facts["max_connections"]), int(facts["connections_in_use"]))
+                or DEFAULT_POOL_SIZE
+            )
+            if self.pool_size != DEFAULT_POOL_SIZE:
+                log(
+                    f"max_connections {facts['max_connections']}: DB_POOL_SIZE={self.pool_size}"
+                    " for both servers so that their pools fit"
+                )
         log(f"starting {name} on {tag}")
-        return start(self.children, name, tag, url, manifest.pepper, self.storage, log)
+        pool = None if self.pool_size == DEFAULT_POOL_SIZE else self.pool_size
+        deployment = Deployment(url, manifest.pepper, self.storage, pool)
+        return start(self.children, name, tag, deployment, log)
 
     def trees(
         self, server: Server, generator: int, pg_pid: int | None, backends: list[int]
@@ -302,6 +324,7 @@ def assemble(bench: Bench, measured: Json) -> Json:
             "open_loop_s": plan.open_loop,
             "scale_rate": plan.scale_rate,
             "workers": 2,
+            "db_pool_size": bench.pool_size,
             "rate_limit_storage": bench.storage,
             "machine_busy_before_cores": bench.busy_before,
             "service": "sonarly-api serve --workers 2 (default logging; RATE_LIMIT and "
@@ -329,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="py-spy a service worker")
     args = parser.parse_args(argv)
     chosen = plan(args)
-    stop_on_sigterm()
+    install_signal_handlers()
     started = time.monotonic()
     try:
         wrk = ensure_wrk(log)
@@ -346,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         log(f"FAILED: {exc}")
         return 2
+    except KeyboardInterrupt:
+        log("interrupted: every process the bench started has been stopped")
+        return 130
     block = report.table(results)
     print("\n" + block + "\n", flush=True)
     report.print_targets(results)

@@ -17,6 +17,7 @@ from bench.procs import Children, HarnessError, Log, free_port, log_tail
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
+DEFAULT_POOL_SIZE = 40  # the service's DB_POOL_SIZE default, also the baseline's
 START_TIMEOUT = 60.0
 STARTED_LINE = "Application startup complete."
 # Settings the service reads: cleared from the inherited environment so that the bench
@@ -75,14 +76,34 @@ def rate_limit_storage() -> str:
     return REDIS_URI if redis_reachable() else "memory://"
 
 
-def _env(database_url: str, pepper: str, storage: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class Deployment:
+    """What both servers are started with."""
+
+    database_url: str
+    pepper: str
+    storage: str  # rate-limit storage URI (the service only)
+    pool_size: int | None = None  # DB_POOL_SIZE; None keeps the service's default
+
+
+def pool_size_for(max_connections: int, in_use: int) -> int | None:
+    """Both servers run at once, 2 workers each: their pools must fit in the server's
+    max_connections. None (the service's default, 40) when they do; otherwise the largest
+    size that fits, the same for both."""
+    fitting = (max_connections - in_use - 10) // (2 * WORKERS)
+    return None if fitting >= DEFAULT_POOL_SIZE else max(4, fitting)
+
+
+def _env(deployment: Deployment) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_SETTINGS}
+    if deployment.pool_size is not None:
+        env["DB_POOL_SIZE"] = str(deployment.pool_size)
     env.update(
-        DATABASE_URL=database_url,
-        API_KEY_PEPPER=pepper,
+        DATABASE_URL=deployment.database_url,
+        API_KEY_PEPPER=deployment.pepper,
         RATE_LIMIT=RATE_LIMIT,
         AUTH_FAILURE_RATE_LIMIT=RATE_LIMIT,
-        RATE_LIMIT_STORAGE_URI=storage,
+        RATE_LIMIT_STORAGE_URI=deployment.storage,
         # src/ for a plain checkout, the root for `bench.baseline` in uvicorn's workers.
         PYTHONPATH=os.pathsep.join(
             p for p in (str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
@@ -126,15 +147,13 @@ def start(
     children: Children,
     name: str,
     tag: str,
-    database_url: str,
-    pepper: str,
-    storage: str,
+    deployment: Deployment,
     log: Log,
 ) -> Server:
     """Start `name` ("service" or "baseline") and wait until both workers serve."""
     port = free_port()
     argv = _service_argv(port) if name == "service" else _baseline_argv(port)
-    proc = children.spawn(f"{name}-{tag}", argv, env=_env(database_url, pepper, storage), cwd=ROOT)
+    proc = children.spawn(f"{name}-{tag}", argv, env=_env(deployment), cwd=ROOT)
     server = Server(name, port, proc, children.log_path(f"{name}-{tag}"))
     _wait_ready(server, log)
     return server
