@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean bench bench-smoke
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -18,16 +18,26 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	@touch $@ $(VENV)/.installed
+
 run: $(VENV)/.installed  ## serve the API on http://127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL)
 	$(BIN)/sonarly-api serve --migrate
 
 test: $(VENV)/.installed-dev  ## the whole test suite (embedded PostgreSQL unless TEST_DATABASE_URL)
 	$(BIN)/pytest
 
-lint: $(VENV)/.installed-dev  ## ruff + mypy --strict
+lint: $(VENV)/.installed-dev $(VENV)/.installed-bench  ## ruff + mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy src tests
+	$(BIN)/mypy src tests bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+bench: $(VENV)/.installed-bench  ## service vs baseline at 1M rows (BENCH_ARGS=--rows-10m, --profile); writes docs/performance.md
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-smoke: $(VENV)/.installed-bench  ## the harness end to end on a tiny dataset, under a minute (CI)
+	$(BIN)/python -m bench.run --smoke
