@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.cpu import postmaster_of
-from bench.procs import Log
+from bench.procs import HarnessError, Log
 from sonarly_api.accounts import repository as account_groups
 from sonarly_api.auth import keys as key_format
 from sonarly_api.auth import repository as api_keys
@@ -351,7 +351,10 @@ async def _import_groups(
 ) -> None:
     """One import per group, through the project's importer (as `prospects import` does)."""
     # Imported here so that the rest of the harness works while the importer is changing.
-    from sonarly_api.prospects.importer import import_prospects
+    try:
+        from sonarly_api.prospects.importer import import_prospects
+    except ImportError as exc:
+        raise HarnessError(f"the project's prospect importer cannot be imported: {exc}") from None
 
     started = time.monotonic()
     every = max(1, spec.groups // 20)
