@@ -14,6 +14,7 @@ from sonarly_api.config import Settings, get_settings
 from sonarly_api.db import Database, create_engine
 from sonarly_api.handlers import install_error_handlers, render_unhandled
 from sonarly_api.health.router import health_router
+from sonarly_api.observability.setup import install_observability
 from sonarly_api.openapi import install_openapi
 from sonarly_api.prospects.router import router as prospects_router
 from sonarly_api.ratelimit import RateLimits
@@ -73,5 +74,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router())
     install_error_handlers(app)
     install_openapi(app)
+    install_observability(app, settings)  # /metrics, access log + metrics middleware
     app.add_middleware(TraceMiddleware, render_error=render_unhandled)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,9 @@ def serve(
     """Serve the API (embedded PostgreSQL when DATABASE_URL is unset)."""
     import uvicorn
 
+    from sonarly_api.observability.logs import configure_logging
+    from sonarly_api.observability.serving import metrics_multiprocess_dir
+
     settings = load_settings()
     if settings.embedded and workers > 1:
         fail(
@@ -125,6 +129,7 @@ def serve(
             "set DATABASE_URL (and RATE_LIMIT_STORAGE_URI=redis://…) to run several",
             code=2,
         )
+    configure_logging(settings.log_level, settings.log_format)
     try:
         with open_database(settings, migrate=migrate) as database:
             # Workers build their app from the environment: hand them the resolved database.
@@ -134,20 +139,29 @@ def serve(
             where = (
                 f"embedded ({settings.embedded_pg_dir})" if database.embedded else "DATABASE_URL"
             )
-            err.print(
-                f"Sonarly API on http://{host}:{port}  docs: http://{host}:{port}/docs  "
-                f"database: {where}",
-                highlight=False,
+            # A log line, not a print: with LOG_FORMAT=json every line on stderr is JSON.
+            logging.getLogger("sonarly_api.serve").info(
+                "Sonarly API on http://%s:%s  docs: http://%s:%s/docs  database: %s",
+                host,
+                port,
+                host,
+                port,
+                where,
             )
-            uvicorn.run(
-                "sonarly_api.app:create_app",
-                factory=True,
-                host=host,
-                port=port,
-                workers=workers,
-                server_header=False,
-                log_level=settings.log_level,
-            )
+            with metrics_multiprocess_dir(workers):
+                # Each worker configures its logging in create_served_app; uvicorn's access
+                # log is off because the app writes its own line per request.
+                uvicorn.run(
+                    "sonarly_api.observability.serving:create_served_app",
+                    factory=True,
+                    host=host,
+                    port=port,
+                    workers=workers,
+                    server_header=False,
+                    log_level=settings.log_level,
+                    log_config=None,
+                    access_log=False,
+                )
     except EmbeddedPostgresError as exc:
         fail(f"embedded PostgreSQL: {exc}")
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDED_PG_DIR = Path(".data/pg")
+# uvicorn's names; "trace" is uvicorn's level below debug.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def _validated_rate_limit(value: str) -> str:
@@ -44,6 +46,13 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5_000
 
     log_level: str = "info"
+    # None: JSON unless stderr is a terminal (see observability/logs.py).
+    log_format: Literal["json", "console"] | None = None
+    access_log: bool = True
+
+    # /metrics: None means "token" when METRICS_TOKEN is set, else "off" — never open by accident.
+    metrics: Literal["off", "open", "token"] | None = None
+    metrics_token: SecretStr | None = None
 
     @field_validator("rate_limit", "auth_failure_rate_limit")
     @classmethod
@@ -72,6 +81,33 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _token_with_metrics(self) -> Settings:
+        if self.metrics == "token" and self.metrics_token is None:
+            raise ValueError("METRICS_TOKEN is required when METRICS=token")
+        return self
+
+    @property
+    def metrics_mode(self) -> Literal["off", "open", "token"]:
+        if self.metrics is not None:
+            return self.metrics
+        return "token" if self.metrics_token is not None else "off"
 
     @model_validator(mode="after")
     def _pepper_with_database(self) -> Settings:

@@ -1,0 +1,44 @@
+"""What `sonarly-api serve` adds around uvicorn: each worker's logging, and the directory
+prometheus_client shares between workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi import FastAPI
+
+from sonarly_api.app import create_app
+from sonarly_api.config import get_settings
+from sonarly_api.observability.logs import configure_logging
+from sonarly_api.observability.metrics import MULTIPROC_ENV
+
+
+def create_served_app() -> FastAPI:
+    """uvicorn's factory: it runs in every worker process, before uvicorn's own start-up
+    lines, so logging is configured there before anything is written."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
+@contextmanager
+def metrics_multiprocess_dir(workers: int) -> Iterator[str | None]:
+    """With several workers, a fresh directory for prometheus_client's multiprocess mode,
+    named in the environment the workers inherit (it must be set before they import
+    prometheus_client) and removed at exit. Fresh, because files left by an earlier run
+    would be added to this run's counters. One worker: single-process mode, unless the
+    variable is already set (several `serve` processes sharing a directory)."""
+    if workers <= 1:
+        yield os.environ.get(MULTIPROC_ENV) or None
+        return
+    path = tempfile.mkdtemp(prefix="sonarly-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,58 @@
+"""install_observability(): what create_app adds for operators — the access-log and metrics
+middleware, GET /metrics, and the multiprocess flush in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from sqlalchemy.pool import QueuePool
+
+from sonarly_api.config import Settings
+from sonarly_api.observability.metrics import RequestMetrics, multiprocess_dir
+from sonarly_api.observability.middleware import ObservabilityMiddleware
+from sonarly_api.observability.router import metrics_router
+
+
+def install_observability(app: FastAPI, settings: Settings) -> RequestMetrics | None:
+    """Call before adding TraceMiddleware, which must stay the outermost layer. Returns the
+    metrics (None with METRICS=off: then nothing is counted and /metrics is a 404)."""
+    metrics: RequestMetrics | None = None
+    if settings.metrics_mode != "off":
+
+        def pool() -> QueuePool | None:
+            state = getattr(app.state, "sonarly", None)  # set by the lifespan
+            engine_pool = state.db.engine.pool if state is not None else None
+            return engine_pool if isinstance(engine_pool, QueuePool) else None
+
+        metrics = RequestMetrics(pool, multiprocess_dir())
+        token = settings.metrics_token
+        app.include_router(
+            metrics_router(metrics, token.get_secret_value() if token is not None else None)
+        )
+        if metrics.directory is not None:
+            _flush_during_lifespan(app, metrics)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, log_access=settings.access_log)
+    return metrics
+
+
+def _flush_during_lifespan(app: FastAPI, metrics: RequestMetrics) -> None:
+    # Wraps create_app's lifespan rather than editing it: the periodic flush reads the pool
+    # the lifespan creates, and exists only in multiprocess mode.
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with inner(app):
+            task = asyncio.create_task(metrics.flush_forever())
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                metrics.close()
+
+    app.router.lifespan_context = lifespan
