@@ -67,7 +67,17 @@ class Plan:
 def plan(args: argparse.Namespace) -> Plan:
     if args.smoke:
         main = Spec("smoke", rows=10_000, groups=20, keys=20)
-        chosen = Plan("smoke", main, (main,), 2_000, 1, 3, 1, 2, 200)
+        chosen = Plan(
+            mode="smoke",
+            main=main,
+            scale=(main,),
+            mix_size=2_000,
+            rounds=1,
+            duration=3,
+            warmup=1,
+            open_loop=2,
+            scale_rate=200,
+        )
     else:
         main = Spec("", rows=1_000_000, groups=1_000, keys=1_000)
         # As many keys as the main dataset: the key cache then misses alike at every size,
@@ -75,7 +85,17 @@ def plan(args: argparse.Namespace) -> Plan:
         sizes = [Spec("10k", rows=10_000, groups=10, keys=1_000), main]
         if args.rows_10m:
             sizes.append(Spec("10m", rows=10_000_000, groups=1_000, keys=1_000))
-        chosen = Plan("full", main, tuple(sizes), 20_000, 3, 20, 5, 15, 200)
+        chosen = Plan(
+            mode="full",
+            main=main,
+            scale=tuple(sizes),
+            mix_size=20_000,
+            rounds=3,
+            duration=20,
+            warmup=5,
+            open_loop=15,
+            scale_rate=200,
+        )
     if args.rounds:
         chosen = replace(chosen, rounds=args.rounds)
     if args.duration:
