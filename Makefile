@@ -33,6 +33,12 @@ lint: $(VENV)/.installed-dev $(VENV)/.installed-bench  ## ruff + mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src tests bench
 
+.PHONY: deploy-check
+deploy-check: $(VENV)/.installed-dev  ## lint the Dockerfile (hadolint) and validate docker-compose.yml; no Docker engine needed
+	$(BIN)/hadolint Dockerfile
+	@command -v docker-compose >/dev/null || { echo "docker-compose not found (Debian: apt-get install docker-compose)" >&2; exit 1; }
+	API_KEY_PEPPER=placeholder-for-validation docker-compose --file docker-compose.yml config --quiet
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 

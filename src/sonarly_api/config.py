@@ -93,7 +93,9 @@ class Settings(BaseSettings):
     @field_validator("metrics_token")
     @classmethod
     def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
+        if value is None or value.get_secret_value() == "":
+            return None  # `METRICS_TOKEN=` (docker-compose's default) means no token
+        if len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
         return value
 

@@ -73,6 +73,9 @@ class TestSettings:
         assert Settings(_env_file=None, metrics_token=TOKEN).metrics_mode == "token"
         assert Settings(_env_file=None, metrics="open").metrics_mode == "open"
 
+    def test_empty_token_is_no_token(self) -> None:
+        assert Settings(_env_file=None, metrics_token="").metrics_mode == "off"
+
     def test_short_token_is_refused(self) -> None:
         with pytest.raises(ValidationError, match="at least 16"):
             Settings(_env_file=None, metrics_token="short")
