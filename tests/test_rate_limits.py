@@ -13,6 +13,8 @@ from fastapi import FastAPI
 
 from sonarly_api.app import create_app
 from sonarly_api.auth import keys
+from sonarly_api.errors import RateLimited
+from sonarly_api.ratelimit import RateLimits
 from tests.conftest import Factory, bearer, make_settings, started
 
 
@@ -157,3 +159,31 @@ class TestStorageOutage:
         assert [r.status_code for r in responses] == [200, 200, 200]
         assert "x-ratelimit-limit" not in responses[0].headers
         assert "rate-limit storage unavailable" in caplog.text
+
+
+class TestSharedBudget:
+    async def test_processes_sharing_redis_admit_exactly_the_limit(self) -> None:
+        """Two RateLimits on one Redis stand for two worker processes: each spends leases of
+        the key's budget, and together they admit the limit, never more."""
+        storage = redis_url()
+        import redis.asyncio as redis
+
+        client = redis.from_url(storage)
+        await client.flushdb()
+        await client.aclose()
+        workers = [RateLimits(storage, "500/minute", "5/minute") for _ in range(2)]
+        admitted = 0
+        retry_afters: list[int] = []
+        try:
+            for i in range(700):
+                try:
+                    await workers[i % 2].hit_key("shared-key")
+                    admitted += 1
+                except RateLimited as exc:
+                    retry_afters.append(int(exc.headers["Retry-After"]))
+        finally:
+            for worker in workers:
+                await worker.close()
+
+        assert (admitted, len(retry_afters)) == (500, 200)
+        assert min(retry_afters) >= 1

@@ -6,10 +6,10 @@ cannot answer 429 between authentication and the permission check as the contrac
 requires, and its synchronous storage calls would block the event loop on Redis; this module
 calls the storage's asyncio API from the authentication dependency instead.
 
-Cost per request, in steady state, is one storage operation (an atomic increment): a fixed
-window's end never moves, so each process asks the storage for it once per window and key, and
-an address over its failed-authentication budget is remembered in-process until its window
-ends, instead of asking the storage on every request.
+A busy key costs one storage operation per block of requests, not per request (see
+`_FixedWindow`); a fixed window's end never moves, so each process asks the storage for it
+once per window and key; and an address over its failed-authentication budget is remembered
+in-process until its window ends, instead of asking the storage on every request.
 """
 
 from __future__ import annotations
@@ -64,27 +64,77 @@ def _async_storage(uri: str) -> Storage:
     return storage
 
 
-class _FixedWindow:
-    """A fixed-window counter on a `limits` storage, one increment per hit."""
+@dataclass(slots=True)
+class _Lease:
+    """Part of a key's budget this process reserved in the storage for the current window."""
 
-    def __init__(self, storage: Storage, item: RateLimitItem, scope: str) -> None:
+    reset_at: float  # when the window ends
+    tokens: int  # reserved here and not spent yet
+    counted: int  # the storage's count after our latest reservation
+
+
+class _FixedWindow:
+    """A fixed-window budget on a `limits` storage, spent from in-process leases.
+
+    Each process reserves a block of requests with one atomic increment and spends it
+    locally, so a busy key costs one storage round trip per block, not per request (with
+    Redis, that round trip was the largest single cost of a lookup; docs/performance.md).
+    The block adapts: a tenth of what the storage says is left, at most `max_block`, and a
+    single request near the limit, so the limit is never exceeded (only what the storage
+    granted is spent) and unspent reservations shrink to nothing as the budget runs out.
+    A key over its budget is refused locally until its window ends: in a fixed window the
+    count only grows.
+    """
+
+    def __init__(self, storage: Storage, item: RateLimitItem, scope: str, max_block: int) -> None:
         self._storage = storage
         self._item = item
         self._scope = scope
-        window = item.get_expiry()
-        self._window_ends: TTLCache[str, float] = TTLCache(maxsize=_TRACKED, ttl=window)
+        self._max_block = max_block
+        self._leases: TTLCache[str, _Lease] = TTLCache(maxsize=_TRACKED, ttl=item.get_expiry())
+
+    def _quota(self, lease: _Lease) -> Quota:
+        limit = self._item.amount
+        return Quota(limit, max(limit - lease.counted + lease.tokens, 0), lease.reset_at)
 
     async def hit(self, identity: str) -> tuple[Quota, bool]:
         """The quota after this hit, and whether the hit was within the budget."""
         key = self._item.key_for(self._scope, identity)
-        count = await self._storage.incr(key, self._item.get_expiry())
-        reset_at = self._window_ends.get(key)
-        if count == 1 or reset_at is None or reset_at <= time.time():
-            # A new window (here or in another worker): ask the storage when it ends.
-            reset_at = await self._storage.get_expiry(key)
-            self._window_ends[key] = reset_at
+        lease = self._leases.get(key)
+        if lease is not None and lease.reset_at <= time.time():
+            lease = None
+        if lease is not None and lease.tokens == 0 and lease.counted >= self._item.amount:
+            return self._quota(lease), False
+        if lease is None or lease.tokens == 0:
+            lease = await self._reserve(key, lease)
+            if lease.tokens == 0:
+                return self._quota(lease), False
+        lease.tokens -= 1
+        return self._quota(lease), True
+
+    def _block(self, previous: _Lease | None) -> int:
         limit = self._item.amount
-        return Quota(limit, max(limit - count, 0), reset_at), count <= limit
+        left = limit - previous.counted if previous is not None else limit
+        return max(1, min(self._max_block, left // 10))
+
+    async def _reserve(self, key: str, previous: _Lease | None) -> _Lease:
+        block = self._block(previous)
+        count = await self._storage.incr(key, self._item.get_expiry(), amount=block)
+        granted = max(0, min(block, self._item.amount - (count - block)))
+        if previous is not None and count > block:
+            reset_at = previous.reset_at
+        else:
+            # A window we have not seen yet (started here or by another process).
+            reset_at = await self._storage.get_expiry(key)
+        # Another request of this process may have reserved meanwhile: add to its lease.
+        current = self._leases.get(key)
+        if current is not None and current.reset_at == reset_at:
+            current.tokens += granted
+            current.counted = max(current.counted, count)
+            return current
+        lease = _Lease(reset_at, granted, count)
+        self._leases[key] = lease
+        return lease
 
 
 class RateLimits:
@@ -92,8 +142,9 @@ class RateLimits:
         self.storage = _async_storage(storage_uri)
         self.per_key: RateLimitItem = parse(per_key)
         self.per_failed_auth: RateLimitItem = parse(per_failed_auth)
-        self._keys = _FixedWindow(self.storage, self.per_key, "key")
-        self._failures = _FixedWindow(self.storage, self.per_failed_auth, "auth-fail")
+        self._keys = _FixedWindow(self.storage, self.per_key, "key", max_block=100)
+        # One at a time: every failure counts in the shared storage at once.
+        self._failures = _FixedWindow(self.storage, self.per_failed_auth, "auth-fail", max_block=1)
         self._blocked: TTLCache[str, Quota] = TTLCache(
             maxsize=_TRACKED, ttl=self.per_failed_auth.get_expiry()
         )
