@@ -181,5 +181,5 @@ async def rotate_key(
     )
 
 
-async def touch_last_used(conn: AsyncConnection, key_id: str) -> None:
-    await conn.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=func.now()))
+async def touch_last_used(conn: AsyncConnection, key_ids: Sequence[str]) -> None:
+    await conn.execute(update(ApiKey).where(ApiKey.id.in_(key_ids)).values(last_used_at=func.now()))

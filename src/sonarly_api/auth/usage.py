@@ -1,47 +1,57 @@
-"""Keeps `api_keys.last_used_at` current to the minute without a write on every request.
+"""Keeps `api_keys.last_used_at` current to the minute without a write per request.
 
-Each process writes a key's timestamp at most once per minute, in a background task off the
-request path; a failed write is logged and retried at the key's next use after the minute.
+Each process notes the keys it authenticated (a set insertion on the request path) and writes
+them all in one UPDATE once a minute, off the request path. A failed write is logged and its
+keys kept for the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-
-from cachetools import TTLCache
 
 from sonarly_api.auth.repository import touch_last_used
 from sonarly_api.db import Database
 
 logger = logging.getLogger(__name__)
 
-RESOLUTION_SECONDS = 60.0
+FLUSH_INTERVAL_SECONDS = 60.0
 
 
 class UsageRecorder:
-    def __init__(self, db: Database, resolution_seconds: float = RESOLUTION_SECONDS) -> None:
+    def __init__(self, db: Database, interval_seconds: float = FLUSH_INTERVAL_SECONDS) -> None:
         self._db = db
-        self._recent: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=resolution_seconds)
-        self._pending: set[asyncio.Task[None]] = set()
+        self._interval = interval_seconds
+        self._seen: set[str] = set()
+        self._flusher: asyncio.Task[None] | None = None
 
     def seen(self, key_id: str) -> None:
-        """Note a use of `key_id`; schedules a write when the stored value may be a minute old."""
-        if key_id in self._recent:
-            return
-        self._recent[key_id] = True
-        task = asyncio.get_running_loop().create_task(self._write(key_id))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._seen.add(key_id)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
 
-    async def _write(self, key_id: str) -> None:
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._seen:
+            return
+        key_ids, self._seen = self._seen, set()
         try:
-            await self._db.write(touch_last_used, key_id)
+            await self._db.write(touch_last_used, sorted(key_ids))
         except Exception as exc:
-            self._recent.pop(key_id, None)
+            self._seen |= key_ids
             logger.warning("could not record key use (%s)", type(exc).__name__)
 
     async def drain(self) -> None:
-        """Wait for the writes in flight (at shutdown, and in tests)."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        """Write what is pending now and stop the periodic writer (at shutdown; in tests).
+        The next use starts it again."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self._flush()
