@@ -1,0 +1,449 @@
+"""Bulk import of prospects from a CSV or JSON Lines file (optionally gzipped).
+
+One transaction: the file is streamed, validated in Python and COPYed into a temporary
+staging table; a handful of set-based statements then create the missing persons and
+insert or update the prospects. Nothing is written row by row, memory stays flat whatever
+the file size, and any failure (or cancellation) leaves the database as it was.
+
+Rules (see the tests for each):
+- Identity: `personId` if given, else `publicIdentifier`, else `linkedinUrl`; persons are
+  created as if rows were processed in file order. A row with none of them is anonymous:
+  the k-th anonymous row with provider id P matches the group's k-th existing prospect
+  with provider id P (by created_at, id) whose person has no identifiers, so that a
+  re-import is idempotent; unmatched ones get a new person.
+- Several rows for one (person, provider id): the last one wins; the earlier ones are
+  counted as `unchanged` (they wrote nothing), so created + updated + unchanged + rejected
+  always equals rows_read.
+- Invalid rows, by default: nothing is written and `ImportFailed` lists the first 20.
+  The file is still read to the end so that `.rejected` tells how many rows are bad.
+- Imports run one at a time (a transaction-level advisory lock): persons are shared by all
+  account groups, and anonymous matching needs a stable view of the group's prospects.
+- Parsing runs on the event loop, yielding to it every few thousand rows: fine for the CLI
+  or a worker, not meant for a request handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import os
+from collections.abc import AsyncGenerator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, cast
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sonarly_api.errors import ValidationFailed
+from sonarly_api.ids import new_id
+from sonarly_api.prospects import validation
+from sonarly_api.prospects.import_rows import BadFile, Rejected, RowError, StagedRow, read_rows
+
+__all__ = ["ImportFailed", "ImportSummary", "RowError", "import_prospects"]
+
+MAX_REPORTED_ERRORS = 20
+PROGRESS_EVERY = 50_000
+# How often the feeding loop lets other tasks run (and a cancellation be delivered).
+_YIELD_EVERY = 5_000
+# New ids are a per-import 16-hex prefix plus an 8-hex counter (see `_id_prefix`).
+_MAX_LINE = 0xFFFFFFFF
+# Any constant works; it only has to be the same for every importer.
+_IMPORT_LOCK_KEY = 0x736F6E61726C7931  # "sonarly1"
+_STAGING_COLUMNS = [
+    "line",
+    "provider_id",
+    "person_id",
+    "public_identifier",
+    "linkedin_url",
+    "name",
+    "company_name",
+    "title",
+]
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    rows_read: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    errors: list[RowError]  # the first 20 at most
+
+
+class ImportFailed(Exception):
+    """Nothing was written. `.errors`: the first 20 row errors (empty when the problem is
+    not tied to a line); `.rows_read` and `.rejected` count what was read."""
+
+    def __init__(
+        self, message: str, *, errors: list[RowError], rows_read: int = 0, rejected: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+        self.rows_read = rows_read
+        self.rejected = rejected
+
+
+async def import_prospects(
+    engine: AsyncEngine,
+    account_group_id: str,
+    path: Path,
+    *,
+    skip_invalid: bool = False,
+    rejects_path: Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import `path` into the account group; see the module docstring for the rules.
+
+    With `skip_invalid`, valid rows are imported and rejected ones written to `rejects_path`
+    (CSV: line, reason, raw) if given. `on_progress` gets the number of rows read so far,
+    every 50,000 rows and at the end; an exception it raises aborts the import."""
+    if rejects_path is not None and not skip_invalid:
+        raise ValueError("rejects_path is only used with skip_invalid=True")
+    try:
+        group = validation.account_group_id(account_group_id)
+    except ValidationFailed as exc:
+        raise ImportFailed(exc.details or "invalid account group id.", errors=[]) from None
+    tally = _Tally()
+    try:
+        rows = read_rows(path)
+    except BadFile as exc:
+        raise _failed(exc, tally) from None
+    with contextlib.closing(rows), _RejectsFile(rejects_path) as rejects:
+        try:
+            async with engine.begin() as conn:
+                await _begin(conn, group)
+                await _stage(conn, _feed(rows, tally, skip_invalid, rejects, on_progress))
+                if tally.rejected and not skip_invalid:
+                    raise ImportFailed(
+                        f"{tally.rejected} invalid row(s) out of {tally.rows_read}; nothing was"
+                        f" imported. First: line {tally.errors[0].line}: "
+                        f"{tally.errors[0].reason}",
+                        errors=tally.errors,
+                        rows_read=tally.rows_read,
+                        rejected=tally.rejected,
+                    )
+                created, updated = await _apply(conn, group)
+        except BadFile as exc:
+            raise _failed(exc, tally) from None
+        rejects.commit()
+    return ImportSummary(
+        rows_read=tally.rows_read,
+        created=created,
+        updated=updated,
+        unchanged=tally.staged - created - updated,
+        rejected=tally.rejected,
+        errors=tally.errors,
+    )
+
+
+@dataclass
+class _Tally:
+    rows_read: int = 0
+    staged: int = 0
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+
+def _failed(exc: BadFile, tally: _Tally) -> ImportFailed:
+    errors = [] if exc.line is None else [RowError(exc.line, exc.reason)]
+    return ImportFailed(f"{exc}; nothing was imported.", errors=errors, rows_read=tally.rows_read)
+
+
+class _RejectsFile:
+    """Rejected rows as CSV (line, reason, raw). Written beside the target and moved into
+    place only once the import has committed, so a failed import leaves no rejects file
+    describing an import that did not happen."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._partial = path.with_name(path.name + ".partial") if path else None
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+
+    def __enter__(self) -> _RejectsFile:
+        if self._partial is not None:
+            self._file = self._partial.open("w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(["line", "reason", "raw"])
+        return self
+
+    def write(self, row: Rejected) -> None:
+        if self._writer is not None:
+            self._writer.writerow([row.line, row.reason, row.raw])
+
+    def commit(self) -> None:
+        if self._file is not None and self._path is not None and self._partial is not None:
+            self._file.close()
+            os.replace(self._partial, self._path)
+            self._file = None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._file is not None and self._partial is not None:
+            self._file.close()
+            self._partial.unlink(missing_ok=True)
+
+
+async def _feed(
+    rows: Iterator[StagedRow | Rejected],
+    tally: _Tally,
+    skip_invalid: bool,
+    rejects: _RejectsFile,
+    on_progress: Callable[[int], None] | None,
+) -> AsyncGenerator[StagedRow, None]:
+    """The valid rows, for COPY. Once a row is invalid and invalid rows are not skipped,
+    the import will fail: stop sending rows but keep reading, to count the bad ones."""
+    reported = 0
+    for row in rows:
+        tally.rows_read += 1
+        if isinstance(row, Rejected):
+            tally.rejected += 1
+            if len(tally.errors) < MAX_REPORTED_ERRORS:
+                tally.errors.append(RowError(row.line, row.reason))
+            rejects.write(row)
+        elif skip_invalid or not tally.rejected:
+            if row[0] > _MAX_LINE:
+                raise BadFile(row[0], f"files are limited to {_MAX_LINE} lines.")
+            tally.staged += 1
+            yield row
+        if tally.rows_read % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+            if on_progress is not None and tally.rows_read % PROGRESS_EVERY == 0:
+                on_progress(tally.rows_read)
+                reported = tally.rows_read
+    if on_progress is not None and reported != tally.rows_read:
+        on_progress(tally.rows_read)
+
+
+async def _begin(conn: AsyncConnection, group: str) -> None:
+    """Lift the service's statement timeout (meant for lookups) for this transaction, give
+    the sorts and hashes room, check the group, and wait for any other import to finish."""
+    await conn.execute(
+        text(
+            "SELECT set_config('statement_timeout', '0', true),"
+            " set_config('work_mem', '256MB', true),"
+            # The tables read here are cached: prefer index probes where they are cheaper.
+            " set_config('random_page_cost', '1.1', true)"
+        )
+    )
+    # KEY SHARE: the group cannot be deleted under the import; lookups are not blocked.
+    found = await conn.execute(
+        text("SELECT 1 FROM account_groups WHERE id = :group FOR KEY SHARE"), {"group": group}
+    )
+    if found.first() is None:
+        raise ImportFailed(f"account group {group} does not exist.", errors=[])
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _IMPORT_LOCK_KEY})
+
+
+async def _stage(conn: AsyncConnection, rows: AsyncGenerator[StagedRow, None]) -> None:
+    """COPY the rows into a temporary table that lives until the end of the transaction;
+    no index: every later statement reads it whole."""
+    await conn.execute(
+        text(
+            "CREATE TEMP TABLE import_rows (line bigint NOT NULL, provider_id text NOT NULL,"
+            " person_id text, public_identifier text, linkedin_url text, name text,"
+            " company_name text, title text) ON COMMIT DROP"
+        )
+    )
+    raw = await conn.get_raw_connection()
+    driver = cast(asyncpg.Connection, raw.driver_connection)
+    # COPY on the driver bypasses SQLAlchemy: make sure it runs inside the transaction
+    # that SQLAlchemy began (it does: the statements above started it).
+    assert driver.is_in_transaction()
+    async with contextlib.aclosing(rows):
+        await driver.copy_records_to_table("import_rows", records=rows, columns=_STAGING_COLUMNS)
+    # Temporary tables are never analyzed automatically; the plans below depend on it.
+    await conn.execute(text("ANALYZE import_rows"))
+    # For "not named by a personId in this file": an index probe, whatever the plan.
+    await conn.execute(text("CREATE INDEX ON import_rows (person_id) WHERE person_id IS NOT NULL"))
+
+
+def _id_prefix() -> str:
+    """Ids made in SQL: the time and random halves of `new_id()`'s first 16 hex digits, then
+    an 8-hex counter. Same shape and ordering as service ids; ids created by one import sort
+    in file order, which anonymous matching relies on (its prospects share created_at)."""
+    return new_id()[:16]
+
+
+def _sql_id(prefix: str, counter: str) -> str:
+    # Inlined into the SQL text: must be hex digits only.
+    assert len(prefix) == 16
+    assert prefix.isalnum()
+    return f"'{prefix}' || lpad(to_hex({counter}), 8, '0')"
+
+
+async def _apply(conn: AsyncConnection, group: str) -> tuple[int, int]:
+    """Create the missing persons, then insert/update prospects. Returns (created, updated).
+
+    Rows are inserted in index order (and their new ids numbered in that order) so that
+    each B-tree is filled left to right instead of at random: about twice as fast."""
+    await conn.execute(text(_PERSONS_BY_ID))
+    await conn.execute(text(_PERSONS_BY_IDENTIFIER.format(new_id=_sql_id(_id_prefix(), "n"))))
+    await conn.execute(
+        text(_ANONYMOUS.format(new_id=_sql_id(_id_prefix(), "line"))), {"group": group}
+    )
+    await conn.execute(text("ANALYZE import_anonymous"))
+    await conn.execute(
+        text("INSERT INTO persons (id) SELECT person_id FROM import_anonymous WHERE new_person")
+    )
+    counts = await conn.execute(
+        text(_UPSERT.format(new_id=_sql_id(_id_prefix(), "n"))), {"group": group}
+    )
+    created, updated = counts.one()
+    return int(created), int(updated)
+
+
+# A person named by personId that does not exist yet is created without identifiers.
+_PERSONS_BY_ID = """
+INSERT INTO persons (id)
+SELECT DISTINCT person_id FROM import_rows r
+WHERE person_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM persons p WHERE p.id = r.person_id)
+ORDER BY person_id
+ON CONFLICT (id) DO NOTHING
+"""
+
+# Persons found by publicIdentifier, else linkedinUrl, created if missing, as if rows were
+# processed in file order: a public identifier's person is created by its first row, with
+# that row's LinkedIn URL unless an existing person has it or an earlier row created a
+# person with it; a URL-only row creates a person with just that URL unless an earlier row
+# already did. (Window functions rather than joins between CTEs, which have no statistics:
+# a misestimated nested loop there would be quadratic.)
+_PERSONS_BY_IDENTIFIER = """
+WITH new_by_identifier AS (
+    SELECT b.public_identifier, b.linkedin_url, b.line
+    FROM (
+        SELECT DISTINCT ON (public_identifier) public_identifier, linkedin_url, line
+        FROM import_rows
+        WHERE person_id IS NULL AND public_identifier IS NOT NULL
+        ORDER BY public_identifier, line
+    ) b
+    WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.public_identifier = b.public_identifier)
+), new_by_url AS (
+    SELECT u.linkedin_url, u.line
+    FROM (
+        SELECT linkedin_url, min(line) AS line FROM import_rows
+        WHERE person_id IS NULL AND public_identifier IS NULL AND linkedin_url IS NOT NULL
+        GROUP BY linkedin_url
+    ) u
+    WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.linkedin_url = u.linkedin_url)
+), ranked AS (
+    SELECT public_identifier, linkedin_url,
+           row_number() OVER (PARTITION BY linkedin_url ORDER BY line) = 1 AS first_with_url
+    FROM (
+        SELECT public_identifier, linkedin_url, line FROM new_by_identifier
+        UNION ALL
+        SELECT NULL, linkedin_url, line FROM new_by_url
+    ) candidates
+), new_persons AS (
+    SELECT public_identifier,
+           CASE WHEN first_with_url AND NOT EXISTS (
+               SELECT 1 FROM persons p WHERE p.linkedin_url = r.linkedin_url
+           ) THEN linkedin_url END AS linkedin_url
+    FROM ranked r
+    WHERE public_identifier IS NOT NULL OR first_with_url
+)
+INSERT INTO persons (id, public_identifier, linkedin_url)
+SELECT {new_id}, public_identifier, linkedin_url
+FROM (
+    SELECT *, row_number() OVER (ORDER BY public_identifier NULLS LAST, linkedin_url) AS n
+    FROM new_persons
+) numbered
+ORDER BY n
+"""
+
+# The persons of anonymous rows: the k-th anonymous row with provider id P takes the person
+# of the group's k-th reusable prospect with provider id P, or a new person (`new_person`).
+# Persons named by a personId in this file are not reusable: that row owns them. (Paired
+# by grouping rather than by a join between CTEs, for the reason given above.)
+_ANONYMOUS = """
+CREATE TEMP TABLE import_anonymous ON COMMIT DROP AS
+WITH anonymous AS (
+    SELECT line, provider_id, row_number() OVER (PARTITION BY provider_id ORDER BY line) AS k
+    FROM import_rows
+    WHERE person_id IS NULL AND public_identifier IS NULL AND linkedin_url IS NULL
+), reusable AS (
+    -- Per provider id (LATERAL: an index probe each, whatever the group's statistics say).
+    SELECT a.provider_id, r.person_id, r.k
+    FROM (SELECT DISTINCT provider_id FROM anonymous) a
+    CROSS JOIN LATERAL (
+        SELECT p.person_id, row_number() OVER (ORDER BY p.created_at, p.id) AS k
+        FROM prospects p
+        JOIN persons s ON s.id = p.person_id
+        WHERE p.account_group_id = :group AND p.provider_id = a.provider_id
+          AND s.public_identifier IS NULL AND s.linkedin_url IS NULL
+          AND NOT EXISTS (SELECT 1 FROM import_rows x WHERE x.person_id = p.person_id)
+    ) r
+), paired AS (
+    SELECT max(line) AS line, max(person_id) AS person_id
+    FROM (
+        SELECT provider_id, k, line, NULL AS person_id FROM anonymous
+        UNION ALL
+        SELECT provider_id, k, NULL, person_id FROM reusable
+    ) both_sides
+    GROUP BY provider_id, k
+)
+SELECT line, coalesce(person_id, {new_id}) AS person_id, person_id IS NULL AS new_person
+FROM paired
+WHERE line IS NOT NULL
+"""
+
+# Every row with its person; the last row per (provider id, person) against the existing
+# prospect: updated only if a value differs (so updated_at moves only on a change),
+# inserted when there is none. New prospect ids are numbered by (provider id, line): index
+# order, and file order among one provider id's rows, which anonymous matching relies on.
+_UPSERT = """
+WITH resolved AS (
+    SELECT r.line, r.provider_id,
+           coalesce(r.person_id, by_identifier.id, by_url.id, a.person_id) AS person_id,
+           r.public_identifier, r.linkedin_url, r.name, r.company_name, r.title
+    FROM import_rows r
+    LEFT JOIN persons by_identifier
+           ON r.person_id IS NULL AND by_identifier.public_identifier = r.public_identifier
+    LEFT JOIN persons by_url
+           ON r.person_id IS NULL AND r.public_identifier IS NULL
+          AND by_url.linkedin_url = r.linkedin_url
+    LEFT JOIN import_anonymous a ON a.line = r.line
+), latest AS (
+    SELECT DISTINCT ON (provider_id, person_id) *
+    FROM resolved
+    ORDER BY provider_id, person_id, line DESC
+), compared AS (
+    SELECT l.*, p.id AS prospect_id, p.ctid AS prospect_ctid,
+           (p.public_identifier, p.linkedin_url, p.name, p.company_name, p.title)
+           IS DISTINCT FROM
+           (l.public_identifier, l.linkedin_url, l.name, l.company_name, l.title) AS changed
+    FROM latest l
+    LEFT JOIN prospects p
+           ON p.account_group_id = :group AND p.provider_id = l.provider_id
+          AND p.person_id = l.person_id
+), updated AS (
+    UPDATE prospects p
+    SET public_identifier = c.public_identifier, linkedin_url = c.linkedin_url,
+        name = c.name, company_name = c.company_name, title = c.title, updated_at = now()
+    FROM compared c
+    -- By ctid, which the planner cannot mistake for a small set as it may the group's rows
+    -- right after an import (stale statistics): no nested loop rescanning `compared`.
+    WHERE c.prospect_id IS NOT NULL AND c.changed AND p.ctid = c.prospect_ctid
+    RETURNING 1
+), created AS (
+    INSERT INTO prospects (account_group_id, id, person_id, provider_id, public_identifier,
+                           linkedin_url, name, company_name, title)
+    SELECT :group, {new_id}, person_id, provider_id, public_identifier,
+           linkedin_url, name, company_name, title
+    FROM (
+        SELECT *, row_number() OVER (ORDER BY provider_id, line) AS n
+        FROM compared
+        WHERE prospect_id IS NULL
+    ) numbered
+    ORDER BY n
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated)
+"""
