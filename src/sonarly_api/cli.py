@@ -29,6 +29,7 @@ from sonarly_api.auth import repository as api_keys
 from sonarly_api.auth.principal import PERMISSIONS
 from sonarly_api.config import Settings, describe_settings_error, get_settings
 from sonarly_api.db import async_url
+from sonarly_api.demo import seed_demo
 from sonarly_api.durations import EXAMPLES, format_duration, parse_duration
 from sonarly_api.embedded_pg import EmbeddedPostgresError
 from sonarly_api.ids import is_id
@@ -115,6 +116,10 @@ def serve(
             help="Apply migrations first (default: only for the embedded database).",
         ),
     ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(help="On an empty database, create demo data and a key (see DEMO_DATA)."),
+    ] = True,
 ) -> None:
     """Serve the API (embedded PostgreSQL when DATABASE_URL is unset)."""
     import uvicorn
@@ -136,6 +141,7 @@ def serve(
             os.environ["DATABASE_URL"] = database.url
             os.environ["API_KEY_PEPPER"] = database.pepper
             get_settings.cache_clear()
+            seed_demo(database, host=host, port=port, enabled=demo and settings.demo_data)
             where = (
                 f"embedded ({settings.embedded_pg_dir})" if database.embedded else "DATABASE_URL"
             )

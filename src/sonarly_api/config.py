@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     api_key_pepper: SecretStr | None = None
     embedded_pg_dir: Path = DEFAULT_EMBEDDED_PG_DIR
+    # `serve` fills an empty database with demo data and a key (see demo.py).
+    demo_data: bool = True
 
     rate_limit: str = "600/minute"
     auth_failure_rate_limit: str = "30/minute"
