@@ -33,6 +33,7 @@ from sonarly_api.demo import seed_demo
 from sonarly_api.durations import EXAMPLES, format_duration, parse_duration
 from sonarly_api.embedded_pg import EmbeddedPostgresError
 from sonarly_api.ids import is_id
+from sonarly_api.import_progress import ImportProgress
 from sonarly_api.runtime import ResolvedDatabase, open_database
 from sonarly_api.timestamps import iso_millis, utcnow
 
@@ -481,9 +482,17 @@ def prospects_import(
         rejects = file.with_name(file.name + ".rejects.csv")
 
     async def work(admin: Admin) -> ImportSummary:
-        return await import_prospects(
-            admin.engine, group_id, file, skip_invalid=skip_invalid, rejects_path=rejects
-        )
+        # On stderr: stdout carries only the result (the --json document).
+        with ImportProgress(err, file.stat().st_size) as progress:
+            return await import_prospects(
+                admin.engine,
+                group_id,
+                file,
+                skip_invalid=skip_invalid,
+                rejects_path=rejects,
+                on_progress=progress.rows,
+                on_bytes_read=progress.bytes_read,
+            )
 
     try:
         summary = run_with_database(work)

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import IO, Any, Literal, TypeAlias, cast
 
 from sonarly_api.errors import ValidationFailed
 from sonarly_api.prospects import validation
@@ -91,13 +91,37 @@ class _Position:
     undecodable: bool = False  # a line of the current record was not UTF-8
 
 
-def read_rows(path: Path) -> Generator[StagedRow | Rejected, None, None]:
+class ReadPosition:
+    """How many bytes of the file reading has consumed, counted as stored (compressed bytes
+    for a gzipped file): against the file's size, how far an import has got."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._last = 0
+
+    def follow(self, file: IO[bytes]) -> None:
+        self._file = file
+
+    def stop(self) -> None:
+        self()
+        self._file = None
+
+    def __call__(self) -> int:
+        if self._file is not None:
+            self._last = self._file.tell()
+        return self._last
+
+
+def read_rows(
+    path: Path, position: ReadPosition | None = None
+) -> Generator[StagedRow | Rejected, None, None]:
     """Valid rows as staging tuples and invalid ones as `Rejected`, in file order; blank
     lines are skipped. Detects the format now (so a missing file fails before any database
-    work) and reads lazily. Raises `BadFile` for a problem with the file as a whole."""
+    work) and reads lazily. Raises `BadFile` for a problem with the file as a whole.
+    `position`, if given, follows the bytes read."""
     gz = _is_gzip(path)
     fmt = detect_format(path, gz)
-    return _read(path, gz, fmt)
+    return _read(path, gz, fmt, position or ReadPosition())
 
 
 def detect_format(path: Path, gz: bool) -> Format:
@@ -132,8 +156,13 @@ def _open(path: Path, gz: bool) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if gz else path.open("rb")
 
 
-def _read(path: Path, gz: bool, fmt: Format) -> Generator[StagedRow | Rejected, None, None]:
+def _read(
+    path: Path, gz: bool, fmt: Format, read_position: ReadPosition
+) -> Generator[StagedRow | Rejected, None, None]:
     with _open(path, gz) as file:
+        # The file as stored: a GzipFile's own position counts uncompressed bytes.
+        stored = file.fileobj if isinstance(file, gzip.GzipFile) else file
+        read_position.follow(cast(IO[bytes], stored))
         try:
             if fmt == "csv":
                 position = _Position()
@@ -142,6 +171,8 @@ def _read(path: Path, gz: bool, fmt: Format) -> Generator[StagedRow | Rejected, 
                 yield from _jsonl_rows(file)
         except (EOFError, gzip.BadGzipFile, zlib.error):
             raise BadFile(None, "the gzip data is corrupt or truncated.") from None
+        finally:
+            read_position.stop()  # while the file is open: its final position
 
 
 def _decoded(file: io.BufferedIOBase, position: _Position) -> Iterator[str]:

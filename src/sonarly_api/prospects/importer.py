@@ -41,7 +41,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sonarly_api.errors import ValidationFailed
 from sonarly_api.ids import new_id
 from sonarly_api.prospects import validation
-from sonarly_api.prospects.import_rows import BadFile, Rejected, RowError, StagedRow, read_rows
+from sonarly_api.prospects.import_rows import (
+    BadFile,
+    ReadPosition,
+    Rejected,
+    RowError,
+    StagedRow,
+    read_rows,
+)
 
 __all__ = ["ImportFailed", "ImportSummary", "RowError", "import_prospects"]
 
@@ -97,12 +104,16 @@ async def import_prospects(
     skip_invalid: bool = False,
     rejects_path: Path | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_bytes_read: Callable[[int], None] | None = None,
 ) -> ImportSummary:
     """Import `path` into the account group; see the module docstring for the rules.
 
     With `skip_invalid`, valid rows are imported and rejected ones written to `rejects_path`
     (CSV: line, reason, raw) if given. `on_progress` gets the number of rows read so far,
-    every 50,000 rows and at the end; an exception it raises aborts the import."""
+    every 50,000 rows and at the end; an exception it raises aborts the import.
+    `on_bytes_read` gets the bytes of the file read so far (compressed bytes for a gzipped
+    file), right after each `on_progress` call, and the file's size once the file has been
+    read to the end (also when the row count was already reported): with it, an ETA."""
     if rejects_path is not None and not skip_invalid:
         raise ValueError("rejects_path is only used with skip_invalid=True")
     try:
@@ -110,15 +121,17 @@ async def import_prospects(
     except ValidationFailed as exc:
         raise ImportFailed(exc.details or "invalid account group id.", errors=[]) from None
     tally = _Tally()
+    position = ReadPosition()
     try:
-        rows = read_rows(path)
+        rows = read_rows(path, position)
     except BadFile as exc:
         raise _failed(exc, tally) from None
     with contextlib.closing(rows), _RejectsFile(rejects_path) as rejects:
         try:
             async with engine.begin() as conn:
                 await _begin(conn, group)
-                await _stage(conn, _feed(rows, tally, skip_invalid, rejects, on_progress))
+                report = _reporter(on_progress, on_bytes_read, position)
+                await _stage(conn, _feed(rows, tally, skip_invalid, rejects, report))
                 if tally.rejected and not skip_invalid:
                     raise ImportFailed(
                         f"{tally.rejected} invalid row(s) out of {tally.rows_read}; nothing was"
@@ -200,7 +213,6 @@ async def _feed(
 ) -> AsyncGenerator[StagedRow, None]:
     """The valid rows, for COPY. Once a row is invalid and invalid rows are not skipped,
     the import will fail: stop sending rows but keep reading, to count the bad ones."""
-    reported = 0
     for row in rows:
         tally.rows_read += 1
         if isinstance(row, Rejected):
@@ -217,9 +229,30 @@ async def _feed(
             await asyncio.sleep(0)
             if on_progress is not None and tally.rows_read % PROGRESS_EVERY == 0:
                 on_progress(tally.rows_read)
-                reported = tally.rows_read
-    if on_progress is not None and reported != tally.rows_read:
+    if on_progress is not None:
         on_progress(tally.rows_read)
+
+
+def _reporter(
+    on_progress: Callable[[int], None] | None,
+    on_bytes_read: Callable[[int], None] | None,
+    position: ReadPosition,
+) -> Callable[[int], None] | None:
+    """What `_feed` calls every PROGRESS_EVERY rows and at the end of the file: the rows
+    read, unless that count was already reported (or is 0), then the bytes read."""
+    if on_progress is None and on_bytes_read is None:
+        return None
+    reported = 0
+
+    def report(rows_read: int) -> None:
+        nonlocal reported
+        if on_progress is not None and rows_read != reported:
+            reported = rows_read
+            on_progress(rows_read)
+        if on_bytes_read is not None:
+            on_bytes_read(position())
+
+    return report
 
 
 async def _begin(conn: AsyncConnection, group: str) -> None:
