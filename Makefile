@@ -45,5 +45,9 @@ clean:
 bench: $(VENV)/.installed-bench  ## service vs baseline at 1M rows (BENCH_ARGS=--rows-10m, --profile); writes docs/performance.md
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+.PHONY: bench-import
+bench-import: $(VENV)/.installed-bench  ## 1M-row import into 1M rows vs plain COPY, peak RSS (BENCH_ARGS=--rows-10m); writes docs/performance.md
+	$(BIN)/python -m bench.import_bench $(BENCH_ARGS)
+
 bench-smoke: $(VENV)/.installed-bench  ## the harness end to end on a tiny dataset, under a minute (CI)
 	$(BIN)/python -m bench.run --smoke

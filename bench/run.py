@@ -37,9 +37,10 @@ from bench.servers import (
     ROOT,
     Deployment,
     Server,
+    launch,
     pool_size_for,
     rate_limit_storage,
-    start,
+    wait_ready,
 )
 
 DATA = ROOT / ".data"
@@ -126,7 +127,8 @@ class Bench:
         write_mix(build_mix(manifest, self.plan.mix_size), mix_file)
         return url, manifest, mix_file
 
-    def start(self, name: str, spec: Spec, url: str, manifest: Manifest) -> Server:
+    def launch(self, name: str, spec: Spec, url: str, manifest: Manifest) -> Server:
+        """Start a server (without waiting for it: both start at once, to save time)."""
         tag = self.db.database_name(spec)
         if self.pool_size is None:
             facts = pg_facts(url)
@@ -142,7 +144,7 @@ class Bench:
         log(f"starting {name} on {tag}")
         pool = None if self.pool_size == DEFAULT_POOL_SIZE else self.pool_size
         deployment = Deployment(url, manifest.pepper, self.storage, pool)
-        return start(self.children, name, tag, deployment, log)
+        return launch(self.children, name, tag, deployment)
 
     def trees(
         self, server: Server, generator: int, pg_pid: int | None, backends: list[int]
@@ -222,9 +224,11 @@ def measure(bench: Bench) -> Json:
     plan = bench.plan
     url, manifest, mix = bench.prepare(plan.main)
     pg_pid = postgres_pid(url)
-    service = bench.start("service", plan.main, url, manifest)
-    baseline = bench.start("baseline", plan.main, url, manifest)
+    service = bench.launch("service", plan.main, url, manifest)
+    baseline = bench.launch("baseline", plan.main, url, manifest)
     servers = (service, baseline)
+    for server in servers:
+        wait_ready(server, log)
 
     probes = identity.check(service, baseline, manifest)
     log(f"identity: {probes} probes answered alike by both servers")
@@ -274,7 +278,8 @@ def measure(bench: Bench) -> Json:
     for spec in plan.scale:
         if spec != plan.main:
             scale_url, scale_manifest, scale_mix = bench.prepare(spec)
-            server = bench.start("service", spec, scale_url, scale_manifest)
+            server = bench.launch("service", spec, scale_url, scale_manifest)
+            wait_ready(server, log)
             try:
                 scaling.append(
                     scale_point(
@@ -393,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         with Children(LOG_DIR) as children, open_server(log) as db:
             bench = Bench(chosen, children, db, wrk)
             log(f"rate-limit storage: {bench.storage}")
-            bench.busy_before = busy_cores()
+            bench.busy_before = busy_cores(1.0)
             if bench.busy_before > 0.3:
                 log(
                     f"warning: the machine is already busy ({bench.busy_before:.2f} cores used by"

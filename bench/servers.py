@@ -143,20 +143,12 @@ def _baseline_argv(port: int) -> list[str]:
     ]
 
 
-def start(
-    children: Children,
-    name: str,
-    tag: str,
-    deployment: Deployment,
-    log: Log,
-) -> Server:
-    """Start `name` ("service" or "baseline") and wait until both workers serve."""
+def launch(children: Children, name: str, tag: str, deployment: Deployment) -> Server:
+    """Start `name` ("service" or "baseline"); `wait_ready` tells when it serves."""
     port = free_port()
     argv = _service_argv(port) if name == "service" else _baseline_argv(port)
     proc = children.spawn(f"{name}-{tag}", argv, env=_env(deployment), cwd=ROOT)
-    server = Server(name, port, proc, children.log_path(f"{name}-{tag}"))
-    _wait_ready(server, log)
-    return server
+    return Server(name, port, proc, children.log_path(f"{name}-{tag}"))
 
 
 def _answers(server: Server) -> bool:
@@ -171,7 +163,8 @@ def _answers(server: Server) -> bool:
         conn.close()
 
 
-def _wait_ready(server: Server, log: Log) -> None:
+def wait_ready(server: Server, log: Log) -> None:
+    """Until both workers have started and the server answers (bounded)."""
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         if server.proc.poll() is not None:

@@ -1,0 +1,412 @@
+"""`make bench-import`: how fast `sonarly-api prospects import` loads a million rows, against a
+plain COPY of the same rows, and how much memory it needs.
+
+1. Two deterministic 1M-row CSV files (cached under .data/bench-import/): the rows already in
+   the database, and the new rows. 1% of provider ids are carried by two persons.
+2. A fresh database (`import_bench` on the embedded PostgreSQL under .data/bench-import-pg, or
+   on the server of BENCH_DATABASE_URL), migrated; one account group, pre-loaded with the
+   first file through the importer.
+3. Timed, each as its own `sonarly-api prospects import` process (wall time from start to
+   exit, peak RSS from the kernel's rusage of that process): the import of the new rows, then
+   the re-import of the same file, which must change nothing.
+4. Timed, in the same run: COPY of the same file into an empty copy of the prospects table
+   (`CREATE TABLE … (LIKE prospects INCLUDING ALL)`, same indexes and checks, ids from
+   column defaults), streamed from this process.
+5. `--rows-10m`: also a 10M-row file into another group, for the peak RSS at that size.
+
+A CHECKPOINT precedes each timed step, so that no step pays for the previous one's writes.
+Writes bench/results/import-latest.json and the part of docs/performance.md between
+`<!-- import:start -->` and `<!-- import:end -->` (full-size runs only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from bench.report import machine
+from sonarly_api.accounts import repository as account_groups
+from sonarly_api.db import async_url
+from sonarly_api.embedded_pg import EmbeddedPostgres
+from sonarly_api.migrations import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = ROOT / ".data" / "bench-import"
+EMBEDDED_DIR = ROOT / ".data" / "bench-import-pg"
+DATABASE = "import_bench"
+PEPPER = "bench-import-pepper-not-a-secret"
+RESULTS = ROOT / "bench" / "results" / "import-latest.json"
+DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- import:start -->", "<!-- import:end -->"
+ROWS = 1_000_000
+ROWS_10M = 10_000_000
+# Bump when the generated rows change: cached files are then written again.
+FILE_VERSION = 1
+TARGET_SECONDS = 60.0
+TARGET_COPY_RATIO = 3.0
+TARGET_RSS_MIB = 300.0
+# The file's columns, as named in the table.
+COPY_COLUMNS = ["provider_id", "public_identifier", "linkedin_url", "name", "company_name", "title"]
+COLUMNS = ("providerId", "publicIdentifier", "linkedinUrl", "name", "companyName", "title")
+_FIRST = ("Avery", "Blake", "Casey", "Dana", "Elliot", "Harper", "Jules", "Logan", "Noor")
+_LAST = ("Stone", "Reed", "Lane", "Brooks", "Carter", "Diaz", "Hansen", "Patel", "Weber")
+_COMPANIES = ("Northwind", "Bluefin", "Cedar", "Summit", "Lumen", "Vertex", "Orbit", "Atlas")
+_TITLES = ("CEO", "CTO", "VP Sales", "Account Executive", "Head of Growth", "Product Manager")
+
+Json = dict[str, Any]
+
+
+def log(message: str) -> None:
+    print(f"[import-bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def code_version() -> Json:
+    """The commit measured, and whether src/ differs from it (then the figures are not it)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {"commit": git("rev-parse", "--short", "HEAD") or "unknown",
+            "src_modified": bool(git("status", "--porcelain", "--", "src"))}  # fmt: skip
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def rows_file(rows: int, tag: str) -> Path:
+    """A CSV of `rows` rows whose provider ids and persons carry `tag` (files with different
+    tags share nothing). Written once; reused while its sidecar matches."""
+    path = DATA_DIR / f"prospects-{tag}-{rows}.csv"
+    meta = path.with_suffix(".json")
+    wanted = {"rows": rows, "tag": tag, "version": FILE_VERSION}
+    with contextlib.suppress(OSError, ValueError):
+        if path.is_file() and json.loads(meta.read_text()) == {**wanted, "bytes": _size(path)}:
+            return path
+    log(f"writing {rows:,} rows to {path.relative_to(ROOT)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"{tag}:{rows}")
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(COLUMNS)
+        writer.writerows(_rows(rows, tag, rng))
+    os.replace(partial, path)
+    meta.write_text(json.dumps({**wanted, "bytes": _size(path)}))
+    return path
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _rows(count: int, tag: str, rng: random.Random) -> Iterator[tuple[str, ...]]:
+    for i in range(count):
+        # Every 100th row takes the previous row's provider id with another person.
+        provider = f"crm-{tag}-{i - 1 if i % 100 == 99 else i:08d}"
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        handle = f"{first}-{last}-{tag}{i:08x}".lower()
+        url = "" if i % 10 == 3 else f"https://www.linkedin.com/in/{handle}"
+        company = "" if i % 33 == 5 else f"{rng.choice(_COMPANIES)} {rng.randrange(1, 500)}"
+        yield provider, handle, url, f"{first} {last}", company, rng.choice(_TITLES)
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@contextlib.contextmanager
+def database_server() -> Iterator[tuple[str, str]]:
+    """(URL of the maintenance database, a description): BENCH_DATABASE_URL's server, else
+    the embedded PostgreSQL under .data/bench-import-pg (stopped at the end)."""
+    url = os.environ.get("BENCH_DATABASE_URL", "").strip()
+    if url:
+        maintenance = make_url(url).set(database="postgres").render_as_string(False)
+        yield async_url(maintenance), "BENCH_DATABASE_URL " + make_url(url).render_as_string(True)
+        return
+    server = EmbeddedPostgres(EMBEDDED_DIR)
+    server.start()
+    try:
+        yield server.url("postgres"), f"embedded PostgreSQL ({EMBEDDED_DIR.relative_to(ROOT)})"
+    finally:
+        server.stop()
+
+
+def with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+
+
+async def fresh_database(maintenance_url: str) -> str:
+    conn = await asyncpg.connect(_plain(maintenance_url))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {DATABASE}")
+    finally:
+        await conn.close()
+    return with_database(maintenance_url, DATABASE)
+
+
+async def new_group(url: str, name: str) -> str:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            return (await account_groups.create(conn, name)).id
+    finally:
+        await engine.dispose()
+
+
+async def sql(url: str, *statements: str) -> list[Any]:
+    conn = await asyncpg.connect(_plain(url))
+    try:
+        return [await conn.fetchval(s) for s in statements]
+    finally:
+        await conn.close()
+
+
+async def copy_baseline(url: str, path: Path) -> Json:
+    """COPY the file into an empty table like prospects (its indexes and checks; no foreign
+    keys, which LIKE does not copy), the columns the file lacks filled by defaults."""
+    conn = await asyncpg.connect(_plain(url))
+    try:
+        group = await conn.fetchval("SELECT id FROM account_groups LIMIT 1")
+        await conn.execute("DROP TABLE IF EXISTS prospects_copy")
+        await conn.execute("CREATE TABLE prospects_copy (LIKE prospects INCLUDING ALL)")
+        await conn.execute("CREATE TEMP SEQUENCE copy_ids")
+        hex_id = "lpad(to_hex(nextval('copy_ids')), 24, '0')"
+        await conn.execute(
+            f"ALTER TABLE prospects_copy ALTER id SET DEFAULT {hex_id},"
+            f" ALTER person_id SET DEFAULT {hex_id},"
+            f" ALTER account_group_id SET DEFAULT '{group}'"
+        )
+        await conn.execute("CHECKPOINT")
+        started = time.perf_counter()
+        status = await conn.copy_to_table(
+            "prospects_copy",
+            source=path,
+            columns=COPY_COLUMNS,
+            format="csv",
+            header=True,
+        )
+        seconds = time.perf_counter() - started
+        rows = int(status.split()[-1])
+        await conn.execute("DROP TABLE prospects_copy")
+        return {"seconds": round(seconds, 2), "rows": rows}
+    finally:
+        await conn.close()
+
+
+# --- the import, as a process -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    peak_rss_mib: float
+    summary: Json
+    load_average_after: list[float]
+
+    def as_json(self) -> Json:
+        return {
+            "seconds": round(self.seconds, 2),
+            "rows_per_second": round(self.summary["rowsRead"] / self.seconds),
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "summary": self.summary,
+            "load_average_after": self.load_average_after,
+        }
+
+
+def cli_import(url: str, group: str, path: Path, logs: Path) -> Run:
+    """`sonarly-api prospects import` in a process of its own; its peak RSS comes from the
+    kernel (`wait4`'s ru_maxrss, the high-water mark, not a sample)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "API_KEY_"))}
+    env.update(DATABASE_URL=url, API_KEY_PEPPER=PEPPER, PYTHONUNBUFFERED="1")
+    # This checkout's code, whether or not it is the installed one.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-c", "from sonarly_api.cli import app; app()"]
+    argv += ["prospects", "import", str(path), "--account-group", group, "--json"]
+    asyncio.run(sql(url, "CHECKPOINT"))
+    logs.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory() as cwd,  # no .env of the repository
+        tempfile.TemporaryFile() as out,
+        logs.open("ab") as err,
+    ):
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            raise
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        stdout = out.read().decode()
+    if proc.returncode != 0:
+        raise SystemExit(f"import failed ({proc.returncode}): {stdout}; see {logs}")
+    # Linux reports ru_maxrss in KiB.
+    return Run(seconds, usage.ru_maxrss / 1024, json.loads(stdout), load_average())
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def targets(results: Json) -> list[Json]:
+    new, again, copy = results["import"], results["reimport"], results["copy"]
+    ratio, size = results["import_vs_copy"], f"{results['rows']:,}"
+    found = [
+        (f"import of {size} rows into {size}", f"< {TARGET_SECONDS:g} s", f"{new['seconds']} s",
+         new["seconds"] < TARGET_SECONDS),
+        ("import vs plain COPY", f"≤ {TARGET_COPY_RATIO:g}×", f"{ratio}× ({copy['seconds']} s)",
+         ratio <= TARGET_COPY_RATIO),
+        ("re-import changes nothing", "0 created, 0 updated",
+         f"{again['summary']['created']} created, {again['summary']['updated']} updated",
+         again["summary"]["created"] == again["summary"]["updated"] == 0),
+        ("re-import at least as fast", f"≤ {new['seconds']} s", f"{again['seconds']} s",
+         again["seconds"] <= new["seconds"]),
+        (f"peak RSS, {size} rows", f"< {TARGET_RSS_MIB:g} MiB", f"{new['peak_rss_mib']} MiB",
+         new["peak_rss_mib"] < TARGET_RSS_MIB),
+    ]  # fmt: skip
+    if "import_10m" in results:
+        big = results["import_10m"]
+        found.append(
+            ("peak RSS, 10M rows", f"< {TARGET_RSS_MIB:g} MiB", f"{big['peak_rss_mib']} MiB",
+             big["peak_rss_mib"] < TARGET_RSS_MIB)
+        )  # fmt: skip
+    return [{"name": n, "target": t, "value": v, "pass": p} for n, t, v, p in found]
+
+
+def markdown(results: Json) -> str:
+    m, new, again = results["machine"], results["import"], results["reimport"]
+    lines = [
+        "## Bulk import",
+        "",
+        f"`make bench-import` ({results['date']}, commit {results['code']['commit']}"
+        + (" with local changes to src/" if results["code"]["src_modified"] else "")
+        + f"; {m['nproc']} cores, {m['cpu_model']}, "
+        f"{m['ram_gib']} GiB; {results['database']}, PostgreSQL {results['postgres']}). "
+        f"Load average at start {results['load_average_start']}, at end "
+        f"{results['load_average_end']}: other work on the machine slows every figure.",
+        "",
+        "| Step | Rows | Time | Rows/s | Peak RSS |",
+        "|---|---|---|---|---|",
+        f"| pre-load (empty group, not a target) | {results['preload']['summary']['rowsRead']:,}"
+        f" | {results['preload']['seconds']} s | {results['preload']['rows_per_second']:,}"
+        f" | {results['preload']['peak_rss_mib']} MiB |",
+        f"| import of 1M new rows into 1M | {new['summary']['rowsRead']:,} | {new['seconds']} s"
+        f" | {new['rows_per_second']:,} | {new['peak_rss_mib']} MiB |",
+        f"| re-import of the same file | {again['summary']['rowsRead']:,} | {again['seconds']} s"
+        f" | {again['rows_per_second']:,} | {again['peak_rss_mib']} MiB |",
+        f"| plain COPY into an empty copy of the table | {results['copy']['rows']:,}"
+        f" | {results['copy']['seconds']} s | – | – |",
+    ]
+    if "import_10m" in results:
+        big = results["import_10m"]
+        lines.append(
+            f"| 10M rows into a new group | {big['summary']['rowsRead']:,} | {big['seconds']} s"
+            f" | {big['rows_per_second']:,} | {big['peak_rss_mib']} MiB |"
+        )
+    lines += [
+        "",
+        "Times are wall time of the whole `sonarly-api prospects import` process (start-up,"
+        " reading and validating, staging COPY, the set-based upsert, commit); peak RSS is"
+        " the kernel's high-water mark for that process. The re-import finds every row"
+        f" unchanged ({again['summary']['unchanged']:,}) and writes nothing.",
+        "",
+        "| Target | Wanted | Measured | |",
+        "|---|---|---|---|",
+    ]
+    for t in results["targets"]:
+        verdict = "PASS" if t["pass"] else "FAIL"
+        lines.append(f"| {t['name']} | {t['target']} | {t['value']} | {verdict} |")
+    return "\n".join(lines)
+
+
+def update_doc(block: str, path: Path = DOC) -> None:
+    """Rewrite what lies between our markers (appended if absent); nothing else."""
+    text = path.read_text() if path.exists() else "# Performance\n"
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    if pattern.search(text) is None:
+        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    path.write_text(pattern.sub(lambda _: f"{START}\n{block}\n{END}", text, count=1))
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=ROWS, help="rows per file (default 1M)")
+    parser.add_argument("--rows-10m", action="store_true", help="also 10M rows, for peak RSS")
+    args = parser.parse_args(argv)
+    full = args.rows == ROWS
+    logs = DATA_DIR / "import.log"
+    logs.unlink(missing_ok=True)
+    results: Json = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine()}
+    results["code"] = code_version()
+    results["rows"] = args.rows
+    results["load_average_start"] = load_average()
+    existing, new = rows_file(args.rows, "a"), rows_file(args.rows, "b")
+    with database_server() as (maintenance, where):
+        url = asyncio.run(fresh_database(maintenance))
+        upgrade(url)
+        results["database"] = where
+        results["postgres"] = asyncio.run(sql(url, "SHOW server_version"))[0]
+        group = asyncio.run(new_group(url, "import bench"))
+        log(f"pre-loading {args.rows:,} rows ({where})")
+        results["preload"] = cli_import(url, group, existing, logs).as_json()
+        log(f"importing {args.rows:,} new rows into {args.rows:,}")
+        results["import"] = cli_import(url, group, new, logs).as_json()
+        log("re-importing the same file")
+        results["reimport"] = cli_import(url, group, new, logs).as_json()
+        log("COPY of the same file into an empty copy of the table")
+        results["copy"] = asyncio.run(copy_baseline(url, new))
+        if args.rows_10m:
+            big = rows_file(ROWS_10M, "c")
+            log(f"importing {ROWS_10M:,} rows into a new group")
+            other = asyncio.run(new_group(url, "import bench 10M"))
+            results["import_10m"] = cli_import(url, other, big, logs).as_json()
+    results["load_average_end"] = load_average()
+    results["import_vs_copy"] = round(results["import"]["seconds"] / results["copy"]["seconds"], 2)
+    results["targets"] = targets(results)
+    for t in results["targets"]:
+        log(f"{'PASS' if t['pass'] else 'FAIL'}  {t['name']}: {t['value']} (target {t['target']})")
+    if not full:
+        log("not the full size: results not written; they would read:")
+        print(markdown(results))
+        return
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    update_doc(markdown(results))
+    log(f"wrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
