@@ -25,6 +25,7 @@ from typer.testing import Result
 
 from sonarly_api import demo
 from sonarly_api.app import create_app
+from sonarly_api.auth import repository as api_keys
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.migrations import upgrade
 from tests.conftest import client_for, make_settings
@@ -221,6 +222,20 @@ class TestNotCreated:
 
         assert result.stdout == ""
         assert counts(empty_database) == {**EMPTY, "persons": 1}
+
+    def test_a_failure_after_the_import_leaves_the_database_empty(
+        self, served: list[dict[str, Any]], empty_database: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def broken(*_: object, **__: object) -> None:
+            raise RuntimeError("no key today")
+
+        monkeypatch.setattr(api_keys, "create_key", broken)
+
+        result = serve()
+
+        assert KEY.search(result.stdout) is None
+        assert counts(empty_database) == EMPTY  # persons of the import included
+        assert len(served) == 1
 
     def test_a_failed_demo_leaves_the_database_empty_and_still_serves(
         self,

@@ -176,10 +176,16 @@ async def create_demo(engine: AsyncEngine, pepper: bytes) -> Demo | None:
             )
     except BaseException:
         # Half a demo would stop the next start from making a whole one: remove the group
-        # (its prospects and grants go with it; the import wrote nothing or everything).
+        # (its prospects and grants go with it) and the persons no prospect refers to any
+        # more (those of a completed demo import: the database was empty).
         try:
             async with engine.begin() as conn:
                 await conn.execute(delete(AccountGroup).where(AccountGroup.id == group.id))
+                await conn.execute(
+                    delete(Person).where(
+                        ~select(Prospect.id).where(Prospect.person_id == Person.id).exists()
+                    )
+                )
         except Exception as exc:
             logger.warning("could not remove the partial demo group %s (%r)", group.id, exc)
         raise
