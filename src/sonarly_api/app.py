@@ -12,12 +12,13 @@ from sonarly_api.accounts.router import router as accounts_router
 from sonarly_api.auth.authenticator import Authenticator
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.db import Database, create_engine
-from sonarly_api.handlers import install_error_handlers, render_unhandled
+from sonarly_api.handlers import install_error_handlers, render, render_unhandled
 from sonarly_api.health.router import health_router
 from sonarly_api.observability.setup import install_observability
 from sonarly_api.openapi import install_openapi
 from sonarly_api.prospects.router import router as prospects_router
 from sonarly_api.ratelimit import RateLimits
+from sonarly_api.routing import FastLane, direct_routes
 from sonarly_api.state import AppState
 from sonarly_api.tracing import TraceMiddleware
 
@@ -64,6 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        # FastAPI's built-in OpenTelemetry is off: this service has its own trace ids, metrics
+        # and access log, must never log exception messages or stack traces (the built-in
+        # `logs` records both), and its per-request "is OpenTelemetry configured?" check read
+        # the environment on every request (~7% of a lookup's CPU, docs/performance.md).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         openapi_tags=[
             {"name": "Prospects", "description": "Provider-id lookup."},
             {"name": "Accounts", "description": "Account groups a key may use."},
@@ -74,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router())
     install_error_handlers(app)
     install_openapi(app)
+    # Innermost user middleware: the lookup is served here, inside tracing and observability.
+    app.add_middleware(FastLane, routes=direct_routes(prospects_router), render_error=render)
     install_observability(app, settings)  # /metrics, access log + metrics middleware
     app.add_middleware(TraceMiddleware, render_error=render_unhandled)
     return app

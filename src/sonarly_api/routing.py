@@ -1,4 +1,7 @@
-"""DirectRoute: an APIRoute without FastAPI's per-request dependency solver, for the hot path.
+"""The hot path's routing: DirectRoute (no per-request dependency solving) and FastLane
+(served ahead of the framework's inner layers).
+
+DirectRoute is an APIRoute without FastAPI's per-request dependency solver.
 
 The route is declared like any other — typed parameters, `Depends(...)`, response models — so
 the OpenAPI document is generated from its signature as usual. Only the per-request work
@@ -20,9 +23,12 @@ from typing import Any
 
 from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sonarly_api.errors import AppError
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -80,6 +86,9 @@ def _effective_dependant(route: APIRoute) -> Dependant:
 
 
 class DirectRoute(APIRoute):
+    # The handler built for the route as the app includes it (set by get_route_handler).
+    direct_handler: Handler
+
     def get_route_handler(self) -> Handler:
         plan = _plan(_effective_dependant(self), self.path)
         endpoint = self.endpoint
@@ -96,4 +105,52 @@ class DirectRoute(APIRoute):
             response: Response = await endpoint(**kwargs)
             return response
 
+        self.direct_handler = handler
         return handler
+
+
+class FastLane:
+    """Pure ASGI, innermost of the user middleware: serves GET requests for DirectRoutes
+    straight from the scope, ahead of ExceptionMiddleware, the router (which in this FastAPI
+    version walks included-router contexts per request) and the per-route AsyncExitStacks.
+    Those layers cost about a fifth of a lookup's CPU in the py-spy profile of
+    docs/performance.md, and a DirectRoute needs none of them: it has no dependency with
+    `yield`, reads no body, and every error it raises is an AppError, rendered here by the
+    same renderer the exception handlers use. Anything else — other methods (405), other
+    routes, unexpected exceptions — goes the usual way, so behaviour does not change.
+    """
+
+    def __init__(
+        self, app: ASGIApp, routes: list[DirectRoute], render_error: Callable[[Any], Response]
+    ) -> None:
+        self.app = app
+        self._routes = routes
+        self._render_error = render_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path = scope["path"]
+            for route in self._routes:
+                match = route.path_regex.match(path)
+                if match is not None:
+                    await self._serve(route, match.groupdict(), scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _serve(
+        self, route: DirectRoute, values: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        # What the router would have set: the access log and metrics read both.
+        scope["route"] = route
+        scope["path_params"] = {
+            name: route.param_convertors[name].convert(value) for name, value in values.items()
+        }
+        try:
+            response = await route.direct_handler(Request(scope, receive, send))
+        except AppError as exc:
+            response = self._render_error(exc)
+        await response(scope, receive, send)
+
+
+def direct_routes(router: APIRouter) -> list[DirectRoute]:
+    return [route for route in router.routes if isinstance(route, DirectRoute)]

@@ -30,33 +30,35 @@ class Authenticator:
         )
 
     @staticmethod
-    def presented_key(authorization: str | None) -> str:
-        """The key in a `Bearer` header. Raises Unauthorized without touching the database."""
+    def _credentials(authorization: str | None) -> str:
         if not authorization:
             raise Unauthorized("The Authorization header is missing.")
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() != "bearer":
             raise Unauthorized("The Authorization scheme must be Bearer.")
-        key = credentials.strip()
-        problem = keys.check_format(key)
-        if problem is not None:
-            raise Unauthorized(problem.value)
-        return key
+        return credentials.strip()
 
-    async def _load(self, key_hash: bytes) -> Principal | None:
+    async def _load(self, key: str) -> Principal | None:
+        if len(key) > keys.KEY_LENGTH:
+            raise Unauthorized(keys.KeyProblem.MALFORMED.value)
+        key_hash = keys.hash_key(key, self._pepper)
         if self._cache is not None:
             try:
+                # Only well-formed keys are ever cached, so a hit needs no format check.
                 return self._cache[key_hash]
             except KeyError:
                 pass
+        # Before any query: a malformed key or a bad checksum never reaches the database.
+        problem = keys.check_format(key)
+        if problem is not None:
+            raise Unauthorized(problem.value)
         principal: Principal | None = await self._db.read(principal_by_hash, key_hash)
         if self._cache is not None:
             self._cache[key_hash] = principal
         return principal
 
     async def authenticate(self, authorization: str | None) -> Principal:
-        key = self.presented_key(authorization)
-        principal = await self._load(keys.hash_key(key, self._pepper))
+        principal = await self._load(self._credentials(authorization))
         if principal is None:
             raise Unauthorized("The API key is not recognised.")
         if principal.revoked_at is not None:
