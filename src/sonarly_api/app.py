@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.sonarly.authenticator.usage.drain()
+            await app.state.sonarly.authenticator.close()
             await rate_limits.close()
             await db.dispose()
 

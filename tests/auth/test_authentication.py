@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sonarly_api.app import create_app
-from sonarly_api.auth import keys
+from sonarly_api.auth import authenticator, keys, repository
 from sonarly_api.auth.models import ApiKey
 from tests.conftest import PEPPER, Factory, QueryCounter, bearer, client_for, make_settings, started
 
@@ -175,6 +176,38 @@ class TestKeyCache:
                 # ... and refused once the TTL has passed.
                 response = await client.get(ACCOUNTS, headers=bearer(key))
         assert_unauthorized(response, "The API key has been revoked.")
+
+    async def test_busy_keys_are_reverified_together_not_one_by_one(
+        self, database_url: str, factory: Factory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        group = await factory.group()
+        issued = [await factory.key([group]) for _ in range(3)]
+        single_reads = 0
+        original = repository.principal_by_hash
+
+        async def counting(*args: Any) -> Any:
+            nonlocal single_reads
+            single_reads += 1
+            return await original(*args)
+
+        monkeypatch.setattr(authenticator, "principal_by_hash", counting)
+        app = create_app(make_settings(database_url, key_cache_ttl_seconds=0.4))
+        async for running in started(app):
+            async with client_for(running) as client:
+                for _, key in issued:
+                    assert (await client.get(ACCOUNTS, headers=bearer(key))).status_code == 200
+                assert single_reads == 3
+                # Well past the TTL: the entries were re-read in batches meanwhile ...
+                await asyncio.sleep(1.0)
+                for _, key in issued:
+                    assert (await client.get(ACCOUNTS, headers=bearer(key))).status_code == 200
+                # ... so no key had to be read on its own again.
+                assert single_reads == 3
+                await factory.revoke(issued[0][0])
+                await asyncio.sleep(0.5)
+                response = await client.get(ACCOUNTS, headers=bearer(issued[0][1]))
+        assert_unauthorized(response, "The API key has been revoked.")
+        assert single_reads == 3
 
 
 class TestLastUsed:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import ARRAY, LargeBinary, any_, bindparam, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sonarly_api.auth.models import ApiKey, ApiKeyGrant
@@ -36,6 +36,17 @@ def _principal(row: Sequence[Any]) -> Principal:
         revoked_at=row[3],
         expires_at=row[4],
     )
+
+
+async def principals_by_hashes(
+    conn: AsyncConnection, key_hashes: Sequence[bytes]
+) -> dict[bytes, Principal]:
+    """Many keys in one query (the key cache's periodic re-verification)."""
+    wanted = bindparam("key_hashes", list(key_hashes), type_=ARRAY(LargeBinary))
+    stmt = select(ApiKey.key_hash, *_PRINCIPAL_BY_HASH.selected_columns).where(
+        ApiKey.key_hash == any_(wanted)
+    )
+    return {row[0]: _principal(row[1:]) for row in await conn.execute(stmt)}
 
 
 async def principal_by_hash(conn: AsyncConnection, key_hash: bytes) -> Principal | None:
