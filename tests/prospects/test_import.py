@@ -800,3 +800,23 @@ async def test_a_failed_import_leaves_no_rejects_file(
     with pytest.raises(Exception, match="division by zero"):
         await import_prospects(import_engine, group, path, skip_invalid=True, rejects_path=rejects)
     assert [name for name in os.listdir(tmp_path) if name.startswith("rejects")] == []
+
+
+async def test_a_truncated_gzip_file_fails(import_engine: AsyncEngine, tmp_path: Path) -> None:
+    group = await make_group(import_engine)
+    whole = gzip.compress(("\n".join([HEADER, *(f"p{i},,,,,," for i in range(5000))])).encode())
+    path = tmp_path / "rows.csv.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ImportFailed, match="the gzip data is corrupt or truncated"):
+        await import_prospects(import_engine, group, path)
+    assert await prospects(import_engine, group) == []
+
+
+async def test_an_autocommit_engine_is_refused(
+    import_engine: AsyncEngine, tmp_path: Path, uid: str
+) -> None:
+    group = await make_group(import_engine)
+    autocommit = import_engine.execution_options(isolation_level="AUTOCOMMIT")
+    with pytest.raises(RuntimeError, match="transactional"):
+        await import_prospects(autocommit, group, csv_file(tmp_path / "a.csv", f"p-{uid},,,,,,"))
+    assert await prospects(import_engine, group) == []
