@@ -28,19 +28,20 @@ import csv
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from bench.import_report import DOC, ROWS_10M, markdown, targets, update_doc
 from bench.report import machine
 from sonarly_api.accounts import repository as account_groups
 from sonarly_api.db import async_url
@@ -53,15 +54,9 @@ EMBEDDED_DIR = ROOT / ".data" / "bench-import-pg"
 DATABASE = "import_bench"
 PEPPER = "bench-import-pepper-not-a-secret"
 RESULTS = ROOT / "bench" / "results" / "import-latest.json"
-DOC = ROOT / "docs" / "performance.md"
-START, END = "<!-- import:start -->", "<!-- import:end -->"
 ROWS = 1_000_000
-ROWS_10M = 10_000_000
 # Bump when the generated rows change: cached files are then written again.
 FILE_VERSION = 1
-TARGET_SECONDS = 60.0
-TARGET_COPY_RATIO = 3.0
-TARGET_RSS_MIB = 300.0
 # The file's columns, as named in the table.
 COPY_COLUMNS = ["provider_id", "public_identifier", "linkedin_url", "name", "company_name", "title"]
 COLUMNS = ("providerId", "publicIdentifier", "linkedinUrl", "name", "companyName", "title")
@@ -228,6 +223,8 @@ async def copy_baseline(url: str, path: Path) -> Json:
 @dataclass(frozen=True)
 class Run:
     seconds: float
+    # Until the importer said it had read (and staged) the whole file: the rest is the write.
+    read_seconds: float | None
     peak_rss_mib: float
     summary: Json
     load_average_after: list[float]
@@ -235,6 +232,7 @@ class Run:
     def as_json(self) -> Json:
         return {
             "seconds": round(self.seconds, 2),
+            "read_seconds": None if self.read_seconds is None else round(self.read_seconds, 2),
             "rows_per_second": round(self.summary["rowsRead"] / self.seconds),
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "summary": self.summary,
@@ -256,106 +254,44 @@ def cli_import(url: str, group: str, path: Path, logs: Path) -> Run:
     with (
         tempfile.TemporaryDirectory() as cwd,  # no .env of the repository
         tempfile.TemporaryFile() as out,
-        logs.open("ab") as err,
+        logs.open("a") as log_file,
     ):
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE, text=True
+        )
+        read_at: list[float] = []
+        # The progress lines (stderr), timed: "read all …" ends the reading phase.
+        follower = threading.Thread(
+            target=_follow, args=(proc, started, log_file, read_at), daemon=True
+        )
+        follower.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
             proc.kill()
             raise
         seconds = time.perf_counter() - started
+        follower.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         stdout = out.read().decode()
     if proc.returncode != 0:
         raise SystemExit(f"import failed ({proc.returncode}): {stdout}; see {logs}")
     # Linux reports ru_maxrss in KiB.
-    return Run(seconds, usage.ru_maxrss / 1024, json.loads(stdout), load_average())
+    read_seconds = read_at[0] if read_at else None
+    return Run(seconds, read_seconds, usage.ru_maxrss / 1024, json.loads(stdout), load_average())
 
 
-# --- report -----------------------------------------------------------------------------------
-
-
-def targets(results: Json) -> list[Json]:
-    new, again, copy = results["import"], results["reimport"], results["copy"]
-    ratio, size = results["import_vs_copy"], f"{results['rows']:,}"
-    found = [
-        (f"import of {size} rows into {size}", f"< {TARGET_SECONDS:g} s", f"{new['seconds']} s",
-         new["seconds"] < TARGET_SECONDS),
-        ("import vs plain COPY", f"≤ {TARGET_COPY_RATIO:g}×", f"{ratio}× ({copy['seconds']} s)",
-         ratio <= TARGET_COPY_RATIO),
-        ("re-import changes nothing", "0 created, 0 updated",
-         f"{again['summary']['created']} created, {again['summary']['updated']} updated",
-         again["summary"]["created"] == again["summary"]["updated"] == 0),
-        ("re-import at least as fast", f"≤ {new['seconds']} s", f"{again['seconds']} s",
-         again["seconds"] <= new["seconds"]),
-        (f"peak RSS, {size} rows", f"< {TARGET_RSS_MIB:g} MiB", f"{new['peak_rss_mib']} MiB",
-         new["peak_rss_mib"] < TARGET_RSS_MIB),
-    ]  # fmt: skip
-    if "import_10m" in results:
-        big = results["import_10m"]
-        found.append(
-            ("peak RSS, 10M rows", f"< {TARGET_RSS_MIB:g} MiB", f"{big['peak_rss_mib']} MiB",
-             big["peak_rss_mib"] < TARGET_RSS_MIB)
-        )  # fmt: skip
-    return [{"name": n, "target": t, "value": v, "pass": p} for n, t, v, p in found]
-
-
-def markdown(results: Json) -> str:
-    m, new, again = results["machine"], results["import"], results["reimport"]
-    lines = [
-        "## Bulk import",
-        "",
-        f"`make bench-import` ({results['date']}, commit {results['code']['commit']}"
-        + (" with local changes to src/" if results["code"]["src_modified"] else "")
-        + f"; {m['nproc']} cores, {m['cpu_model']}, "
-        f"{m['ram_gib']} GiB; {results['database']}, PostgreSQL {results['postgres']}). "
-        f"Load average at start {results['load_average_start']}, at end "
-        f"{results['load_average_end']}: other work on the machine slows every figure.",
-        "",
-        "| Step | Rows | Time | Rows/s | Peak RSS |",
-        "|---|---|---|---|---|",
-        f"| pre-load (empty group, not a target) | {results['preload']['summary']['rowsRead']:,}"
-        f" | {results['preload']['seconds']} s | {results['preload']['rows_per_second']:,}"
-        f" | {results['preload']['peak_rss_mib']} MiB |",
-        f"| import of 1M new rows into 1M | {new['summary']['rowsRead']:,} | {new['seconds']} s"
-        f" | {new['rows_per_second']:,} | {new['peak_rss_mib']} MiB |",
-        f"| re-import of the same file | {again['summary']['rowsRead']:,} | {again['seconds']} s"
-        f" | {again['rows_per_second']:,} | {again['peak_rss_mib']} MiB |",
-        f"| plain COPY into an empty copy of the table | {results['copy']['rows']:,}"
-        f" | {results['copy']['seconds']} s | – | – |",
-    ]
-    if "import_10m" in results:
-        big = results["import_10m"]
-        lines.append(
-            f"| 10M rows into a new group | {big['summary']['rowsRead']:,} | {big['seconds']} s"
-            f" | {big['rows_per_second']:,} | {big['peak_rss_mib']} MiB |"
-        )
-    lines += [
-        "",
-        "Times are wall time of the whole `sonarly-api prospects import` process (start-up,"
-        " reading and validating, staging COPY, the set-based upsert, commit); peak RSS is"
-        " the kernel's high-water mark for that process. The re-import finds every row"
-        f" unchanged ({again['summary']['unchanged']:,}) and writes nothing.",
-        "",
-        "| Target | Wanted | Measured | |",
-        "|---|---|---|---|",
-    ]
-    for t in results["targets"]:
-        verdict = "PASS" if t["pass"] else "FAIL"
-        lines.append(f"| {t['name']} | {t['target']} | {t['value']} | {verdict} |")
-    return "\n".join(lines)
-
-
-def update_doc(block: str, path: Path = DOC) -> None:
-    """Rewrite what lies between our markers (appended if absent); nothing else."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(text) is None:
-        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
-    path.write_text(pattern.sub(lambda _: f"{START}\n{block}\n{END}", text, count=1))
+def _follow(
+    proc: subprocess.Popen[str], started: float, log_file: TextIO, read_at: list[float]
+) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        elapsed = time.perf_counter() - started
+        log_file.write(f"[{elapsed:7.1f} s] {line}")
+        if line.startswith("read all ") and not read_at:
+            read_at.append(elapsed)
 
 
 # --- main -------------------------------------------------------------------------------------
