@@ -50,9 +50,9 @@ Format: TypeAlias = Literal["csv", "jsonl"]
 # escape) cannot be encoded to UTF-8: either would abort the whole COPY, so reject the row.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_PERSON_ID = re.compile("[0-9a-fA-F]{24}")  # lowercased once accepted
 # Printable ASCII except '/': always a valid provider id (no whitespace, no control
 # characters), so the common case skips `validation.provider_id`'s per-character loop.
-_PERSON_ID = re.compile("[0-9a-fA-F]{24}")  # lowercased once accepted
 _PLAIN_PROVIDER_ID = re.compile(rf"[!-.0-~]{{1,{validation.MAX_PROVIDER_ID_LENGTH}}}")
 
 
