@@ -10,6 +10,22 @@ from sonarly_api.ids import is_id
 
 MAX_PROVIDER_ID_LENGTH = 256
 
+# The same rules as JSON Schema keywords, for the OpenAPI document: clients and contract fuzzers
+# (tests/test_schemathesis.py) learn which values are valid. The providerId class lists exactly
+# the characters `provider_id` refuses: '/', whitespace (str.isspace) and control characters
+# (Cc, Zl, Zp) — tests/test_schemathesis.py checks the equivalence over every code point.
+ACCOUNT_GROUP_ID_SCHEMA: dict[str, object] = {
+    "pattern": "^[0-9a-fA-F]{24}$",
+    "minLength": 24,
+    "maxLength": 24,
+}
+PROVIDER_ID_SCHEMA: dict[str, object] = {
+    "pattern": r"^[^\u0000-\u0020/\u007f-\u00a0\u1680\u2000-\u200a"
+    r"\u2028\u2029\u202f\u205f\u3000]+$",
+    "minLength": 1,
+    "maxLength": MAX_PROVIDER_ID_LENGTH,
+}
+
 
 def account_group_id(raw: str) -> str:
     """24 hex characters in either case, normalised to lowercase."""

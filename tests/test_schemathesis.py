@@ -1,0 +1,333 @@
+"""Contract fuzzing: Schemathesis against the app's own OpenAPI document, in-process.
+
+Every operation is exercised in Schemathesis' three phases (explicit examples, coverage, fuzzing)
+with every built-in check on: status codes, content types, response schemas and headers conform
+to the document; schema-invalid data is rejected and schema-valid data accepted; an operation
+that declares auth refuses requests without it or with a wrong one (`ignored_auth`); methods the
+document does not list answer 405 with `Allow`.
+
+The key is granted a group that holds prospects, and the generation is biased towards it (the
+document's examples name it, and a hook points half of the positive lookups at it), so the run
+sees 200s of all three resolutions — the only answers `ignored_auth` and the 200 schema are
+checked on — not only 403s for random groups.
+
+`make fuzz` runs the same checks longer against a real server (bench/fuzz.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+import unicodedata
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from schemathesis import Case, GenerationMode
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from sonarly_api.accounts.models import AccountGroup
+from sonarly_api.app import create_app
+from sonarly_api.auth import keys as key_format
+from sonarly_api.auth import repository as api_keys
+from sonarly_api.config import Settings
+from sonarly_api.errors import ValidationFailed
+from sonarly_api.ids import new_id
+from sonarly_api.pagination import encode_cursor
+from sonarly_api.prospects import validation
+from tests.conftest import PEPPER, Factory, make_settings
+
+LOOKUP = "/v1/accounts/{accountGroupId}/prospects/by-provider-id/{providerId}"
+ACCOUNTS = "/v1/accounts"
+
+# Fixed when the module is imported: the document's examples must name the seeded group before
+# the database exists. Ids are random, so no other test's rows can collide with them.
+GROUP = new_id()
+# Also granted to the key: /v1/accounts then has a second page, hence a genuine cursor.
+SECOND_GROUP = new_id()
+# Not granted, and it carries the same provider ids: its prospects must never appear.
+FOREIGN_GROUP = new_id()
+UNIQUE = "crm-unique-ü"
+AMBIGUOUS = "crm-shared"
+# Made here, stored (as its HMAC) by the `seeded` fixture: Schemathesis' auth configuration is
+# read when the schema is loaded, and it must own the credentials so that its negative cases
+# (no Authorization header) and the ignored_auth probes really go without them.
+KEY = key_format.generate_key()
+MAX_EXAMPLES = 40  # per operation and phase: about ten seconds for the whole module
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+
+
+class DeferredApp:
+    """The ASGI app Schemathesis calls, bound to the module's database by a fixture.
+
+    `@schema.parametrize()` needs the schema (and the app it calls) when the module is
+    imported, before any fixture has made a database; the real app is set later. Schemathesis
+    runs the app's lifespan in its own event-loop thread, so the engine and its connections
+    live on that loop, not on the test session's."""
+
+    def __init__(self) -> None:
+        self.app: FastAPI | None = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        assert self.app is not None, "the `served` fixture sets the app"
+        await self.app(scope, receive, send)
+
+
+def _document() -> dict[str, Any]:
+    """The app's OpenAPI document (it does not depend on the database), plus explicit examples
+    that reach the seeded data: Schemathesis' examples phase sends them first."""
+    placeholder = Settings(
+        _env_file=None,
+        database_url="postgresql://placeholder@127.0.0.1/placeholder",
+        api_key_pepper="placeholder-pepper",
+    )
+    document = copy.deepcopy(create_app(placeholder).openapi())
+    for parameter in document["paths"][LOOKUP]["get"]["parameters"]:
+        if parameter["name"] == "accountGroupId":
+            parameter["example"] = GROUP.upper()  # accepted in either case
+        else:
+            parameter["examples"] = {
+                "unique": {"value": UNIQUE},
+                "ambiguous": {"value": AMBIGUOUS},
+                "none": {"value": "crm-nobody-has-this"},
+            }
+    return document
+
+
+DOCUMENT = _document()
+APP = DeferredApp()
+schema = schemathesis.openapi.from_dict(
+    DOCUMENT,
+    config=schemathesis.Config.from_dict(
+        {
+            "auth": {"openapi": {"bearerAuth": {"bearer": KEY}}},
+            # Narrower than the default (any of 400, 401, 403, 404, …, 5xx): with a key that
+            # holds the permission and a budget it never exhausts, the contract's order of
+            # checks (401 → 429 → 403 PERMISSION_DENIED → 422) leaves exactly 401 (credentials
+            # left out by the case), 405 (a method the document does not list) and 422
+            # VALIDATION_ERROR for invalid input — never a 403 or 404 that would hide it.
+            "checks": {"negative_data_rejection": {"expected-statuses": ["401", "405", "422"]}},
+        }
+    ),
+)
+schema.app = APP  # the ASGI transport, for the calls and for the checks' own probes
+SEEN: Counter[tuple[str, str, int, str]] = Counter()
+
+
+# Schemathesis' cases are generic in their operation (all OpenAPI ones here).
+OpenApiCase = Case[Any]
+
+
+def _positive(case: OpenApiCase) -> bool:
+    return case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+
+
+def _towards_seeded_data(
+    case: OpenApiCase, group: str | None, provider_id: str | None
+) -> OpenApiCase:
+    if group is not None:
+        case.path_parameters["accountGroupId"] = group
+    if provider_id is not None:
+        case.path_parameters["providerId"] = provider_id
+    return case
+
+
+GENUINE_CURSOR = encode_cursor(min(GROUP, SECOND_GROUP))
+
+
+@schema.hook
+def flatmap_case(context: Any, case: OpenApiCase) -> st.SearchStrategy[OpenApiCase]:
+    """Bias valid lookups towards the seeded data (fuzzing phase); leave invalid ones alone."""
+    if not _positive(case) or case.operation.path != LOOKUP:
+        return st.just(case)
+    return st.builds(
+        _towards_seeded_data,
+        st.just(case),
+        st.sampled_from([None, GROUP, GROUP.upper()]),
+        st.sampled_from([None, None, UNIQUE, AMBIGUOUS]),
+    )
+
+
+def _with_genuine_cursor(case: OpenApiCase) -> None:
+    """`cursor` is opaque: the only valid values are those the endpoint returned, and the
+    contract answers any other with 422 VALIDATION_ERROR (README, GET /v1/accounts). A schema
+    cannot describe that, so in every phase a generated "valid" cursor is swapped for a genuine
+    one, rather than weakening positive_data_acceptance for the whole operation. Invalid
+    requests keep theirs (and must get a 4xx)."""
+    if _positive(case) and case.query and "cursor" in case.query:
+        case.query["cursor"] = GENUINE_CURSOR
+
+
+@pytest.fixture(scope="module")
+async def seeded(database_url: str) -> AsyncIterator[str]:
+    """The key (granted GROUP and SECOND_GROUP); GROUP holds a unique and an ambiguous
+    provider id, FOREIGN_GROUP holds both as well."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(AccountGroup),
+                [{"id": g, "name": f"fuzz {g}"} for g in (GROUP, SECOND_GROUP, FOREIGN_GROUP)],
+            )
+        factory = Factory(engine)
+        await factory.prospect(GROUP, UNIQUE, name="Avery Stone", title="CTO")
+        for _ in range(2):
+            await factory.prospect(GROUP, AMBIGUOUS, company_name="Stone & Co")
+            await factory.prospect(FOREIGN_GROUP, AMBIGUOUS)
+        await factory.prospect(FOREIGN_GROUP, UNIQUE)
+        async with engine.begin() as conn:
+            await api_keys.create_key(
+                conn,
+                name="fuzz",
+                key_hash=key_format.hash_key(KEY, PEPPER.encode()),
+                permissions=["prospects:read"],
+                account_group_ids=[GROUP, SECOND_GROUP],
+            )
+        yield KEY
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def served(seeded: str, database_url: str) -> str:
+    """Binds APP to the module's database; returns the key."""
+    APP.app = create_app(make_settings(database_url))
+    return seeded
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,  # a loaded machine must not turn slowness into flakiness
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    database=None,  # every run draws afresh; nothing written to .hypothesis/
+)
+def test_operation_conforms(case: OpenApiCase, served: str) -> None:
+    _with_genuine_cursor(case)
+    response = case.call_and_validate()
+    phase = case.meta.phase.name.value if case.meta is not None else "explicit"
+    resolution = ""
+    if response.status_code == 200 and case.operation.path == LOOKUP:
+        data = response.json()["data"]
+        resolution = data["resolution"]
+        # Never another group's prospect, whatever the request (the 200 schema cannot say so).
+        expected = {UNIQUE: 1, AMBIGUOUS: 2}.get(data["providerId"], 0)
+        if case.path_parameters is not None and case.path_parameters["accountGroupId"].lower() in (
+            GROUP,
+            SECOND_GROUP,
+        ):
+            in_group = expected if case.path_parameters["accountGroupId"].lower() == GROUP else 0
+            assert len(data["matches"]) == in_group
+    SEEN[(case.operation.label, phase, response.status_code, resolution)] += 1
+
+
+def test_fuzzing_reached_the_seeded_data(request: pytest.FixtureRequest) -> None:
+    """The fuzz run above is only meaningful if it saw 200s of every resolution (where
+    ignored_auth and the 200 schema apply) and the rejections of invalid input."""
+    fuzzed = [i for i in request.session.items if i.name.startswith("test_operation_conforms")]
+    if not fuzzed:
+        pytest.skip("test_operation_conforms was not selected")
+    lookup = "GET " + LOOKUP
+    statuses = Counter[tuple[str, int]]()
+    resolutions = set()
+    for (label, _, status, resolution), count in SEEN.items():
+        statuses[(label, status)] += count
+        if resolution:
+            resolutions.add(resolution)
+    assert resolutions == {"none", "unique", "ambiguous"}, SEEN
+    assert statuses[(lookup, 422)] > 0, SEEN  # invalid ids rejected
+    assert statuses[(lookup, 403)] > 0, SEEN  # groups not granted
+    assert statuses[("GET " + ACCOUNTS, 200)] > 0, SEEN
+    assert statuses[("GET " + ACCOUNTS, 422)] > 0, SEEN  # limit out of range
+
+
+class TestDocumentedRules:
+    """The patterns the document shows are the service's validation rules, exactly."""
+
+    def test_served_document_is_the_fuzzed_one(self) -> None:
+        served = _document()
+        assert served["paths"] == DOCUMENT["paths"]
+
+    def test_provider_id_pattern_matches_the_validator_on_every_code_point(self) -> None:
+        pattern = validation.PROVIDER_ID_SCHEMA["pattern"]
+        assert isinstance(pattern, str)
+        character_class = re.compile(pattern.removeprefix("^").removesuffix("+$"))
+        disagreements = []
+        for code_point in range(sys.maxunicode + 1):
+            char = chr(code_point)
+            if unicodedata.category(char) == "Cs":
+                continue  # lone surrogates cannot travel in a URL (UTF-8) at all
+            documented = character_class.fullmatch(char) is not None
+            try:
+                validation.provider_id(char)
+                accepted = True
+            except ValidationFailed:
+                accepted = False
+            if documented != accepted:
+                disagreements.append(hex(code_point))
+        assert disagreements == []
+
+    @pytest.mark.parametrize(
+        ("value", "valid"),
+        [
+            ("a" * 256, True),
+            ("a" * 257, False),
+            ("", False),
+            ("crm-42", True),
+            ("é-ü-日本", True),
+        ],
+    )
+    def test_provider_id_lengths(self, value: str, valid: bool) -> None:
+        pattern = validation.PROVIDER_ID_SCHEMA
+        documented = (
+            re.fullmatch(str(pattern["pattern"]), value) is not None
+            and len(value) <= validation.MAX_PROVIDER_ID_LENGTH
+        )
+        assert documented is valid
+
+    @pytest.mark.parametrize(
+        ("value", "valid"),
+        [
+            ("507f1f77bcf86cd799439011", True),
+            ("507F1F77BCF86CD799439011", True),
+            ("507f1f77bcf86cd79943901", False),
+            ("507f1f77bcf86cd79943901g", False),
+        ],
+    )
+    def test_account_group_id_pattern(self, value: str, valid: bool) -> None:
+        documented = re.fullmatch(str(validation.ACCOUNT_GROUP_ID_SCHEMA["pattern"]), value)
+        try:
+            validation.account_group_id(value)
+            accepted = True
+        except ValidationFailed:
+            accepted = False
+        assert (documented is not None) is valid is accepted
+
+
+class TestFoundByFuzzing:
+    """What the fuzzing found, pinned as plain tests that do not depend on a random draw."""
+
+    @pytest.mark.parametrize(
+        ("group_suffix", "provider_id"),
+        [("%0A", "crm-1"), ("", "crm%0A1"), ("", "%0A"), ("", "crm%0D%0A1")],
+    )
+    async def test_a_newline_in_a_path_parameter_is_a_422_not_a_404(
+        self, client: httpx.AsyncClient, factory: Factory, group_suffix: str, provider_id: str
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        path = f"/v1/accounts/{group}{group_suffix}/prospects/by-provider-id/{provider_id}"
+        response = await client.get(path, headers={"Authorization": f"Bearer {key}"})
+
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "VALIDATION_ERROR"
