@@ -123,7 +123,18 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the API (embedded PostgreSQL when DATABASE_URL is unset)."""
+    import signal
+
     import uvicorn
+
+    def exit_on_sigterm(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # uvicorn re-raises SIGTERM after its graceful shutdown, under the handler it found. The
+    # default one would kill the process on the spot, skipping the `with` blocks below, and
+    # the embedded PostgreSQL would outlive the server; as SystemExit they unwind and stop it
+    # (exit status 143, as for a process ended by SIGTERM). tests/faults/test_graceful_shutdown.
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
 
     from sonarly_api.observability.logs import configure_logging
     from sonarly_api.observability.serving import metrics_multiprocess_dir
@@ -165,6 +176,7 @@ def serve(
                     port=port,
                     workers=workers,
                     server_header=False,
+                    timeout_graceful_shutdown=settings.shutdown_grace_seconds,
                     log_level=settings.log_level,
                     log_config=None,
                     access_log=False,

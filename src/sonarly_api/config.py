@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
     db_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
     db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5_000
+    # On SIGTERM, `serve` stops accepting connections and waits this long for in-flight
+    # requests before cancelling them (uvicorn's timeout_graceful_shutdown; its default waits
+    # forever, which an orchestrator's kill would cut short anyway, without cleanup).
+    shutdown_grace_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
 
     log_level: str = "info"
     # None: JSON unless stderr is a terminal (see observability/logs.py).

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import MetaData
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -69,6 +70,9 @@ DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # 57P01 pg_terminate_backend, 57P02, 57P03
+    # The driver's protocol state broke (seen when PostgreSQL shuts down in the middle of a
+    # statement, tests/faults/): the connection is unusable, whatever the cause.
+    asyncpg.InternalClientError,
 )
 
 # Errors that mean "the database cannot serve us right now": answered with a 503.
@@ -90,6 +94,11 @@ def is_unavailable(exc: BaseException) -> bool:
         return isinstance(exc.orig, UNAVAILABLE_ERRORS) or isinstance(
             getattr(exc.orig, "__cause__", None), UNAVAILABLE_ERRORS
         )
+    if isinstance(exc, AsyncAdapt_asyncpg_dbapi.Error):
+        # The pool's connect on the hot path (`Database.fetch`, engine.raw_connection()) raises
+        # the dialect's DBAPI error unwrapped, the driver's error as its cause: e.g. "the
+        # database system is starting up" while PostgreSQL restarts (tests/faults/).
+        return isinstance(exc.__cause__, UNAVAILABLE_ERRORS)
     return isinstance(exc, UNAVAILABLE_ERRORS)
 
 
