@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint clean bench bench-smoke
+.PHONY: run test lint clean bench bench-smoke fuzz soak-smoke
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -51,3 +51,9 @@ bench-import: $(VENV)/.installed-bench  ## 1M-row import into 1M rows vs plain C
 
 bench-smoke: $(VENV)/.installed-bench  ## the harness end to end on a tiny dataset, under a minute (CI)
 	$(BIN)/python -m bench.run --smoke
+
+fuzz: $(VENV)/.installed-dev  ## Schemathesis CLI, every check, against a real server (FUZZ_ARGS=--max-examples N)
+	$(BIN)/python -m bench.fuzz $(FUZZ_ARGS)
+
+soak-smoke: $(VENV)/.installed-dev  ## 30 s of mixed open-loop traffic against a real server (CI); 10 min: python -m bench.soak
+	$(BIN)/python -m bench.soak --smoke

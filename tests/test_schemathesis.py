@@ -117,6 +117,12 @@ schema = schemathesis.openapi.from_dict(
             # left out by the case), 405 (a method the document does not list) and 422
             # VALIDATION_ERROR for invalid input — never a 403 or 404 that would hide it.
             "checks": {"negative_data_rejection": {"expected-statuses": ["401", "405", "422"]}},
+            # As in bench/fuzz.toml: reusing captured response values can make a run crawl
+            # (Schemathesis 4.32); the hook already points lookups at the seeded group.
+            "phases": {
+                phase: {"extra-data-sources": {"responses": False}}
+                for phase in ("coverage", "fuzzing")
+            },
         }
     ),
 )

@@ -1,0 +1,156 @@
+"""`make fuzz`: the contract fuzzing of tests/test_schemathesis.py, longer and against a real
+server — `sonarly-api serve` (uvicorn, embedded PostgreSQL under .data/fuzz-pg) probed by the
+`schemathesis run` CLI on http://127.0.0.1:PORT/openapi.json with every check on.
+
+    python -m bench.fuzz [--max-examples N] [--seed S]
+
+Exit status: the CLI's (0 when no check failed); 2 when the harness itself fails, 3 when the
+server died during the run, 4 when the run never reached the seeded data (200s of every
+resolution).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from bench.live import (
+    ROOT,
+    HarnessError,
+    exit_cleanly_on_sigterm,
+    free_port,
+    log_tail,
+    make_dataset,
+    serve,
+    service_env,
+)
+from sonarly_api.embedded_pg import EmbeddedPostgres
+from sonarly_api.pagination import encode_cursor
+
+PG_DIR = ROOT / ".data" / "fuzz-pg"
+LOG_DIR = ROOT / ".data" / "fuzz-logs"
+# One client address sends thousands of requests, many without valid credentials on purpose:
+# the limits would answer 429 to most of the run and hide what the fuzzer is looking for.
+UNLIMITED = "100000000/minute"
+
+
+def _schemathesis_argv(port: int, max_examples: int, seed: int | None) -> list[str]:
+    executable = Path(sys.executable).with_name("schemathesis")
+    argv = [str(executable)] if executable.exists() else [sys.executable, "-m", "schemathesis"]
+    argv += [
+        "--config-file",
+        str(ROOT / "bench" / "fuzz.toml"),
+        "run",
+        f"http://127.0.0.1:{port}/openapi.json",
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        str(max_examples),
+        "--workers",
+        "2",
+        "--request-timeout",
+        "10",
+        "--generation-database",
+        "none",
+        "--no-color",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(LOG_DIR / "events.ndjson"),
+    ]
+    if seed is not None:
+        argv += ["--seed", str(seed)]
+    return argv
+
+
+def summarize(events: Path) -> tuple[Counter[int], Counter[str]]:
+    """Statuses of every response the run got, and resolutions of the 200 lookups (from the
+    CLI's NDJSON report)."""
+    statuses: Counter[int] = Counter()
+    resolutions: Counter[str] = Counter()
+    with events.open(encoding="utf-8") as lines:
+        for line in lines:
+            event = json.loads(line)
+            finished = event.get("ScenarioFinished")
+            if finished is None:
+                continue
+            for interaction in finished["recorder"].get("interactions", {}).values():
+                response = interaction.get("response")
+                if response is None:
+                    continue
+                statuses[response["status_code"]] += 1
+                content = response.get("content") or {}
+                if response["status_code"] == 200 and "$base64" in content:
+                    data = json.loads(base64.b64decode(content["$base64"]))["data"]
+                    if "resolution" in data:
+                        resolutions[data["resolution"]] += 1
+    return statuses, resolutions
+
+
+def run(max_examples: int, seed: int | None) -> int:
+    server = EmbeddedPostgres(PG_DIR)
+    server.start()  # owned by this run; the CLI commands and the server join it
+    try:
+        env = service_env(
+            EMBEDDED_PG_DIR=str(PG_DIR),
+            RATE_LIMIT=UNLIMITED,
+            AUTH_FAILURE_RATE_LIMIT=UNLIMITED,
+            LOG_LEVEL="warning",
+        )
+        data = make_dataset(env, LOG_DIR, prospects=200, tag="fuzz")
+        port = free_port()
+        log = LOG_DIR / "server.log"
+        with serve(env, port, log) as proc:
+            fuzz_env = {
+                **env,
+                "SCHEMATHESIS_HOOKS": "bench.fuzz_hooks",
+                "FUZZ_KEY": data.key,
+                "FUZZ_GROUP": data.group,
+                "FUZZ_UNIQUE": data.unique_ids[0],
+                "FUZZ_AMBIGUOUS": data.ambiguous_ids[0],
+                "FUZZ_CURSOR": encode_cursor(min(data.group, data.other_group)),
+            }
+            argv = _schemathesis_argv(port, max_examples, seed)
+            print("$", " ".join(argv), flush=True)
+            status = subprocess.run(argv, env=fuzz_env, cwd=ROOT, check=False).returncode
+            if proc.poll() is not None:
+                print(f"FAILED: the server exited during the run ({proc.returncode}):")
+                print(log_tail(log))
+                return 3
+        statuses, resolutions = summarize(LOG_DIR / "events.ndjson")
+        print(f"responses by status: {dict(sorted(statuses.items()))}")
+        print(f"lookup resolutions (200): {dict(sorted(resolutions.items()))}")
+        # A run that never reached the seeded data checked little: ignored_auth and the 200
+        # schema apply only to 200s, and the hooks that bias towards the data must work.
+        if set(resolutions) != {"none", "unique", "ambiguous"}:
+            print("FAILED: the run did not see 200s of every resolution")
+            return 4
+        return status
+    finally:
+        server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-examples", type=int, default=300, help="per operation")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    exit_cleanly_on_sigterm()
+    os.chdir(ROOT)
+    try:
+        return run(args.max_examples, args.seed)
+    except HarnessError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

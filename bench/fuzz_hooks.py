@@ -1,0 +1,73 @@
+"""Schemathesis hooks for `make fuzz` (loaded by the CLI through SCHEMATHESIS_HOOKS).
+
+The same bias as tests/test_schemathesis.py, for a served document: the lookup's parameters get
+explicit examples naming the seeded group and provider ids (examples phase), valid lookups are
+pointed at the seeded data half of the time (fuzzing phase), and a generated "valid" cursor is
+swapped for a genuine one, because the contract answers any other cursor with 422 (the value is
+opaque, so no schema can describe it). The data comes from bench/fuzz.py through FUZZ_*.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import schemathesis
+from hypothesis import strategies as st
+from schemathesis import Case, GenerationMode
+
+LOOKUP = "/v1/accounts/{accountGroupId}/prospects/by-provider-id/{providerId}"
+GROUP = os.environ["FUZZ_GROUP"]
+UNIQUE = os.environ["FUZZ_UNIQUE"]
+AMBIGUOUS = os.environ["FUZZ_AMBIGUOUS"]
+CURSOR = os.environ["FUZZ_CURSOR"]
+
+
+# Schemathesis' cases are generic in their operation (all OpenAPI ones here).
+OpenApiCase = Case[Any]
+
+
+def _positive(case: OpenApiCase) -> bool:
+    return case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+
+
+@schemathesis.hook
+def before_load_schema(context: Any, raw_schema: dict[str, Any]) -> None:
+    for parameter in raw_schema["paths"][LOOKUP]["get"]["parameters"]:
+        if parameter["name"] == "accountGroupId":
+            parameter["example"] = GROUP.upper()
+        else:
+            parameter["examples"] = {
+                "unique": {"value": UNIQUE},
+                "ambiguous": {"value": AMBIGUOUS},
+                "none": {"value": "fuzz-nobody-has-this"},
+            }
+
+
+def _towards_seeded_data(
+    case: OpenApiCase, group: str | None, provider_id: str | None
+) -> OpenApiCase:
+    assert case.path_parameters is not None
+    if group is not None:
+        case.path_parameters["accountGroupId"] = group
+    if provider_id is not None:
+        case.path_parameters["providerId"] = provider_id
+    return case
+
+
+@schemathesis.hook
+def flatmap_case(context: Any, case: OpenApiCase) -> st.SearchStrategy[OpenApiCase]:
+    if not _positive(case) or case.operation.path != LOOKUP:
+        return st.just(case)
+    return st.builds(
+        _towards_seeded_data,
+        st.just(case),
+        st.sampled_from([None, GROUP, GROUP.upper()]),
+        st.sampled_from([None, None, UNIQUE, AMBIGUOUS]),
+    )
+
+
+@schemathesis.hook
+def before_call(context: Any, case: OpenApiCase, kwargs: dict[str, Any]) -> None:
+    if _positive(case) and case.query and "cursor" in case.query:
+        case.query["cursor"] = CURSOR
