@@ -177,6 +177,9 @@ def serve(
                     workers=workers,
                     server_header=False,
                     timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+                    # uvicorn's default 5 s let it kill workers still importing on a busy host
+                    # (seen in the benchmark), restarting them in a loop.
+                    timeout_worker_healthcheck=30,
                     log_level=settings.log_level,
                     log_config=None,
                     access_log=False,
