@@ -290,6 +290,7 @@ def _follow(
     for line in proc.stderr:
         elapsed = time.perf_counter() - started
         log_file.write(f"[{elapsed:7.1f} s] {line}")
+        log_file.flush()  # to follow a long import with tail -f
         if line.startswith("read all ") and not read_at:
             read_at.append(elapsed)
 
