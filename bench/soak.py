@@ -16,8 +16,8 @@ Checks (the exit status is 1 if any fails):
   - no 5xx, and every answer has the status its request should get;
   - no lost request: every scheduled request was sent and answered (no timeout, no reset);
   - server RSS flat: growth after warm-up < 10%;
-  - no connection leak: the service's backends in pg_stat_activity never exceed the pool size
-    and do not grow after warm-up.
+  - no connection leak: the service's backends in pg_stat_activity never exceed the pool size,
+    and once the load is over the pool has no connection checked out (/metrics).
 
 The full run writes its figures to docs/reliability.md (between the soak markers); --smoke
 (30 s, CI) prints them only.
@@ -159,6 +159,7 @@ class Samples:
     rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (elapsed s, MiB)
     backends: list[tuple[float, int]] = field(default_factory=list)
     elapsed: float = 0.0  # from the first scheduled request to the last answer
+    in_use_after: int | None = None  # pool connections checked out once the load is over
 
 
 def tree_rss(pid: int) -> float:
@@ -233,6 +234,22 @@ async def connection(port: int, queue: asyncio.Queue[Item | None], tally: Tally)
         conn[1].close()
 
 
+async def pool_in_use(port: int) -> int | None:
+    """The pool's checked-out connections, from the service's /metrics (METRICS=open)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        status, body = await asyncio.wait_for(read_response(reader), REQUEST_TIMEOUT)
+    finally:
+        writer.close()
+    if status != 200:
+        return None
+    for line in body.decode().splitlines():
+        if line.startswith('sonarly_db_pool_connections{state="in_use"}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return None
+
+
 async def sample(
     pid: int, admin_url: str, samples: Samples, started: float, stop: asyncio.Event
 ) -> None:
@@ -295,6 +312,7 @@ async def drive(
     if unsent:
         tally.lost["never sent (backlog)"] += unsent
     samples.elapsed = time.perf_counter() - started
+    samples.in_use_after = await pool_in_use(port)
     stop.set()
     await monitor
     return tally, samples
@@ -334,11 +352,14 @@ def judge(
     steady_counts = [n for t, n in samples.backends if t >= warmup]
     if counts and max(counts) > pool_size:
         failures.append(f"{max(counts)} backends for a pool of {pool_size}")
-    warm_max = max((n for t, n in samples.backends if t < warmup), default=0)
-    if steady_counts and max(steady_counts) > max(warm_max, min(steady_counts)) + 2:
-        # The pool opens connections up to the concurrency it sees, then keeps them: after
-        # warm-up the count may wobble by a connection or two, not climb.
-        failures.append(f"backends kept growing after warm-up: {steady_counts}")
+    # The pool opens connections as concurrency peaks and keeps them (a latency spike on a
+    # shared machine can take it from 6 to 10), so growth up to the pool size is not a leak.
+    # A leak is a connection never given back: the pool then runs dry (503s, counted above),
+    # or the pool still has connections checked out once the load is over.
+    if samples.in_use_after is None:
+        failures.append("the pool's in-use count could not be read from /metrics")
+    elif samples.in_use_after != 0:
+        failures.append(f"{samples.in_use_after} connections still checked out after the load")
     figures: dict[str, Any] = {
         "duration_s": round(samples.elapsed, 1),
         "scheduled": tally.scheduled,
@@ -357,6 +378,7 @@ def judge(
         "rss_growth_pct": round(growth * 100, 2),
         "backends_max": max(counts, default=0),
         "backends_after_warmup": f"{min(steady_counts, default=0)}–{max(steady_counts, default=0)}",
+        "pool_in_use_after_load": samples.in_use_after,
         "pool_size": pool_size,
         # Where the machine's time went (it is shared): the load generator and the server.
         **cpu,
@@ -405,6 +427,7 @@ def run(minutes: float, rate: float, concurrency: int, smoke: bool) -> int:
             RATE_LIMIT=UNLIMITED,
             AUTH_FAILURE_RATE_LIMIT=UNLIMITED,
             DB_POOL_SIZE=str(POOL_SIZE),
+            METRICS="open",  # the pool's in-use count, read once the load is over
             LOG_LEVEL="warning",
         )
         print("soak: making the dataset through the CLI …", flush=True)

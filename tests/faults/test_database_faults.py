@@ -183,6 +183,13 @@ class TestDatabaseDownUnderLoad:
             if outcome.response.status_code != 200:
                 assert_unavailable(outcome.response)
         assert recovered_after <= RECOVERY_BOUND, f"recovered after {recovered_after:.1f} s"
+        # The figures docs/reliability.md quotes (shown with `pytest -s`).
+        phases = Counter(o.phase for o in load.outcomes)
+        print(
+            f"\noutage: {len(load.outcomes)} requests {dict(phases)}; slowest server answer "
+            f"{slow[0][0]} s, slowest client wait {slowest:.2f} s; "
+            f"lookups back {recovered_after:.2f} s after the database"
+        )
         again = load.in_phase("up-again")
         assert again
         assert all(o.response and o.response.status_code == 200 for o in again)

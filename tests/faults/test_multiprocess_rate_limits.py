@@ -83,6 +83,7 @@ async def burst(
 def test_never_more_than_the_budget(burst: Burst) -> None:
     assert burst.workers >= 2
     statuses = burst.statuses
+    print(f"\nburst: {dict(statuses)} over {burst.workers} workers")  # `pytest -s`
     assert set(statuses) == {200, 429}, statuses
     # The claim: however the requests spread over the workers, no more than the budget passes
     # (no tolerance: the storage's increment is atomic).
