@@ -14,6 +14,8 @@ in-process until its window ends, instead of asking the storage on every request
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import math
 import time
@@ -92,6 +94,7 @@ class _FixedWindow:
         self._scope = scope
         self._max_block = max_block
         self._leases: TTLCache[str, _Lease] = TTLCache(maxsize=_TRACKED, ttl=item.get_expiry())
+        self._reserving: dict[str, asyncio.Future[_Lease]] = {}
 
     def _quota(self, lease: _Lease) -> Quota:
         limit = self._item.amount
@@ -100,17 +103,29 @@ class _FixedWindow:
     async def hit(self, identity: str) -> tuple[Quota, bool]:
         """The quota after this hit, and whether the hit was within the budget."""
         key = self._item.key_for(self._scope, identity)
-        lease = self._leases.get(key)
-        if lease is not None and lease.reset_at <= time.time():
-            lease = None
-        if lease is not None and lease.tokens == 0 and lease.counted >= self._item.amount:
-            return self._quota(lease), False
-        if lease is None or lease.tokens == 0:
-            lease = await self._reserve(key, lease)
-            if lease.tokens == 0:
+        while True:
+            lease = self._leases.get(key)
+            if lease is not None and lease.reset_at <= time.time():
+                lease = None
+            if lease is not None and lease.tokens > 0:
+                lease.tokens -= 1
+                return self._quota(lease), True
+            if lease is not None and lease.counted >= self._item.amount:
                 return self._quota(lease), False
-        lease.tokens -= 1
-        return self._quota(lease), True
+            # One reservation in flight per key and process: concurrent requests wait for it
+            # instead of each reserving a block (which would strand budget in this process
+            # that another worker needs). Shielded: a cancelled waiter must not cancel it.
+            pending = self._reserving.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(self._reserve(key, lease))
+                self._reserving[key] = pending
+                pending.add_done_callback(functools.partial(self._reserved, key))
+            reserved = await asyncio.shield(pending)
+            if reserved.tokens == 0 and reserved.counted >= self._item.amount:
+                return self._quota(reserved), False
+
+    def _reserved(self, key: str, _: asyncio.Future[_Lease]) -> None:
+        self._reserving.pop(key, None)
 
     def _block(self, previous: _Lease | None) -> int:
         limit = self._item.amount

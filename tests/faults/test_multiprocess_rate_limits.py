@@ -1,7 +1,8 @@
 """One key's budget holds across worker processes: `sonarly-api serve --workers 2` with the
 counters in Redis, hammered with parallel requests on fresh connections (so both workers
 answer). No more than RATE_LIMIT requests may pass (per-process counters would let up to twice
-as many through); all of it should be usable, which a known defect prevents (see the xfail)."""
+as many through), and all of it is usable: one lease reservation in flight per key and process,
+so no worker strands budget another one needs."""
 
 from __future__ import annotations
 
@@ -94,12 +95,5 @@ def test_never_more_than_the_budget(burst: Burst) -> None:
     assert 1 <= int(limited.headers["retry-after"]) <= 60
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known defect (ratelimit.py leases, 97f9307): concurrent requests in one worker "
-    "each reserve a block, so a worker holds tokens the other worker needs and answers 429 "
-    "while budget is left — 14 of 50 passed in one run. Fixing it (one reservation in flight "
-    "per key and process) makes this test pass; then drop the mark.",
-)
 def test_the_whole_budget_is_usable(burst: Burst) -> None:
     assert burst.statuses == {200: LIMIT, 429: REQUESTS - LIMIT}
