@@ -116,7 +116,11 @@ class _FixedWindow:
             # instead of each reserving a block (which would strand budget in this process
             # that another worker needs). Shielded: a cancelled waiter must not cancel it.
             pending = self._reserving.get(key)
-            if pending is None:
+            # A finished reservation whose clean-up callback has not run yet is not reused:
+            # awaiting a done future does not yield, so a request finding its tokens already
+            # taken would loop here forever and freeze the worker (tests/faults/
+            # test_multiprocess_rate_limits.py hung on it about one run in five).
+            if pending is None or pending.done():
                 pending = asyncio.ensure_future(self._reserve(key, lease))
                 self._reserving[key] = pending
                 pending.add_done_callback(functools.partial(self._reserved, key))
@@ -124,8 +128,10 @@ class _FixedWindow:
             if reserved.tokens == 0 and reserved.counted >= self._item.amount:
                 return self._quota(reserved), False
 
-    def _reserved(self, key: str, _: asyncio.Future[_Lease]) -> None:
-        self._reserving.pop(key, None)
+    def _reserved(self, key: str, done: asyncio.Future[_Lease]) -> None:
+        # Only its own entry: a newer reservation for the key may have replaced it.
+        if self._reserving.get(key) is done:
+            del self._reserving[key]
 
     def _block(self, previous: _Lease | None) -> int:
         limit = self._item.amount
