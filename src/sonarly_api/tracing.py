@@ -48,10 +48,6 @@ def current_trace_id() -> str:
     return _trace_id.get()
 
 
-def set_trace_id(value: str) -> None:
-    _trace_id.set(value)
-
-
 # --- the outermost ASGI layer -------------------------------------------------------------
 
 Scope = MutableMapping[str, Any]
