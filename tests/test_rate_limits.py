@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sonarly_api.app import create_app
 from sonarly_api.auth import keys
 from sonarly_api.errors import RateLimited
-from sonarly_api.ratelimit import RateLimits
+from sonarly_api.ratelimit import RateLimits, _MemoryCounters
 from tests.conftest import Factory, bearer, make_settings, started
 
 
@@ -187,3 +187,31 @@ class TestSharedBudget:
 
         assert (admitted, len(retry_afters)) == (500, 200)
         assert min(retry_afters) >= 1
+
+
+class TestMemoryCounters:
+    async def test_a_window_counts_until_its_end_then_a_new_one_starts(self) -> None:
+        now = [1_000.0]
+        counters = _MemoryCounters(clock=lambda: now[0])
+
+        first = await counters.add("k", 3, 60)
+        now[0] = 1_059.9
+        same_window = await counters.add("k", 2, 60)
+        now[0] = 1_060.0
+        next_window = await counters.add("k", 1, 60)
+
+        assert (first, same_window, next_window) == ((3, 1_060.0), (5, 1_060.0), (1, 1_120.0))
+
+    async def test_ended_windows_are_forgotten_and_live_ones_kept(self) -> None:
+        now = [0.0]
+        counters = _MemoryCounters(clock=lambda: now[0])
+        for i in range(5_000):
+            await counters.add(f"old-{i}", 1, 60)
+        await counters.add("live", 7, 600)
+
+        now[0] = 61.0  # every old-* window has ended; "live" has not
+        for i in range(4_000):  # enough new windows to reach the next sweep
+            await counters.add(f"new-{i}", 1, 60)
+
+        assert len(counters) == 4_001  # the new windows and "live": nothing that ended
+        assert await counters.add("live", 1, 600) == (8, 600.0)
