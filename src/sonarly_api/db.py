@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import MetaData
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from sonarly_api.config import Settings
 
@@ -102,6 +106,27 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, UNAVAILABLE_ERRORS)
 
 
+@dataclass(frozen=True)
+class DriverStatement:
+    """A Core statement compiled once, at import, to the driver's SQL: `Database.fetch` runs
+    it as a prepared statement with positional arguments."""
+
+    sql: str
+    parameter_order: tuple[str, ...]
+    fixed: dict[str, Any]  # values the statement itself binds (e.g. a LIMIT)
+
+    @classmethod
+    def compile(cls, statement: ClauseElement) -> DriverStatement:
+        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        assert isinstance(compiled, SQLCompiler)
+        fixed = {name: value for name, value in compiled.params.items() if value is not None}
+        return cls(compiled.string, tuple(compiled.positiontup or ()), fixed)
+
+    def arguments(self, **values: Any) -> list[Any]:
+        bound = {**self.fixed, **values}
+        return [bound[name] for name in self.parameter_order]
+
+
 class Database:
     """The engine plus a read-only view of it in autocommit mode (same pool), which spares
     every read the BEGIN and ROLLBACK round trips."""
@@ -128,11 +153,11 @@ class Database:
         async with self.engine.begin() as conn:
             return await work(conn, *args)
 
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def fetch(self, statement: DriverStatement, **values: Any) -> list[asyncpg.Record]:
         """The hot path: one prepared statement on the driver connection of a pooled connection.
 
         SQLAlchemy still owns the pool (sizing, timeouts, invalidation) and the statement is
-        built with Core (see prospects/repository.py); only its execution bypasses the
+        built with Core (see `DriverStatement`); only its execution bypasses the
         Connection/Result machinery, which cost more CPU than the query itself (see
         docs/performance.md). asyncpg caches the prepared statement per connection, and no
         transaction is opened: a single SELECT needs none.
@@ -141,7 +166,9 @@ class Database:
             pooled = await self.engine.raw_connection()
             try:
                 driver: asyncpg.Connection = pooled.driver_connection
-                rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
+                rows: list[asyncpg.Record] = await driver.fetch(
+                    statement.sql, *statement.arguments(**values)
+                )
                 return rows
             except DISCONNECT_ERRORS as exc:
                 # Drop this connection (and let the pool notice a restarted server); a read

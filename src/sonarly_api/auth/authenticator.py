@@ -72,7 +72,7 @@ class Authenticator:
         if problem is not None:
             raise Unauthorized(problem.value)
         started = time.monotonic()
-        principal: Principal | None = await self._db.read(principal_by_hash, key_hash)
+        principal = await principal_by_hash(self._db, key_hash)
         if self._cache is not None:
             self._cache[key_hash] = _Entry(principal, started)
             if self._refresher is None:
@@ -94,7 +94,7 @@ class Authenticator:
         if not key_hashes:
             return
         started = time.monotonic()
-        current = await self._db.read(principals_by_hashes, key_hashes)
+        current = await principals_by_hashes(self._db, key_hashes)
         for key_hash in key_hashes:
             # A key deleted meanwhile is cached as unknown, like any unknown key.
             self._cache[key_hash] = _Entry(current.get(key_hash), started)

@@ -3,18 +3,16 @@ property of the query, not of a check someone must remember."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import bindparam, select
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
-from sonarly_api.db import Database
+from sonarly_api.db import Database, DriverStatement
 from sonarly_api.prospects.models import Prospect
 
 MAX_MATCHES = 50
 
-# Built once at import: served by the (account_group_id, provider_id, person_id) index.
-_LOOKUP = (
+# Built once at import, and compiled once to the driver's SQL (`Database.fetch` runs it as a
+# prepared statement): served by the (account_group_id, provider_id, person_id) index.
+_LOOKUP = DriverStatement.compile(
     select(
         Prospect.id,
         Prospect.person_id,
@@ -33,25 +31,11 @@ _LOOKUP = (
 )
 
 
-# Compiled once to the driver's SQL; `Database.fetch` runs it as a prepared statement.
-_COMPILED = _LOOKUP.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-_LOOKUP_SQL = _COMPILED.string
-_PARAMETER_ORDER = tuple(_COMPILED.positiontup or ())
-_FIXED_PARAMETERS = {name: value for name, value in _COMPILED.params.items() if value is not None}
-
-
-def _arguments(**values: str) -> list[Any]:
-    bound = {**_FIXED_PARAMETERS, **values}
-    return [bound[name] for name in _PARAMETER_ORDER]
-
-
 async def find_by_provider_id(
     db: Database, account_group_id: str, provider_id: str
 ) -> list[dict[str, str | None]]:
     """The group's prospects carrying `provider_id`, as wire-ready matches."""
-    rows = await db.fetch(
-        _LOOKUP_SQL, *_arguments(account_group_id=account_group_id, provider_id=provider_id)
-    )
+    rows = await db.fetch(_LOOKUP, account_group_id=account_group_id, provider_id=provider_id)
     return [
         {
             "prospectId": row[0],
