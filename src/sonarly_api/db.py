@@ -60,6 +60,7 @@ def create_engine(settings: Settings, url: str) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=3600,
+        pool_use_lifo=True,
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,
             "server_settings": server_settings,
