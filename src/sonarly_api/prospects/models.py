@@ -13,7 +13,6 @@ from datetime import datetime
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
-    ForeignKey,
     Index,
     Text,
     func,
@@ -50,11 +49,12 @@ class Prospect(Base):
         ),
     )
 
-    account_group_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
-    )
+    # References to account_groups (ON DELETE CASCADE) and persons: enforced by statement-
+    # level triggers, not foreign keys, so that a bulk import is checked once per statement
+    # rather than once per row (see alembic revision 0002_set_based_references).
+    account_group_id: Mapped[str] = mapped_column(Text, primary_key=True)
     id: Mapped[str] = mapped_column(Text, primary_key=True)
-    person_id: Mapped[str] = mapped_column(Text, ForeignKey("persons.id"))
+    person_id: Mapped[str] = mapped_column(Text)
     provider_id: Mapped[str] = mapped_column(Text)
     public_identifier: Mapped[str | None] = mapped_column(Text)
     linkedin_url: Mapped[str | None] = mapped_column(Text)
