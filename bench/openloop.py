@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 HOST = "127.0.0.1"
 
@@ -50,69 +52,141 @@ def load_requests(mix_file: str, port: int) -> list[bytes]:
     return requests
 
 
-async def read_response(reader: asyncio.StreamReader) -> int:
-    """Reads one response (the servers always send Content-Length); returns its status."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
+def parse_response(buffer: bytes) -> tuple[int, int] | None:
+    """(status, length of the whole response) once `buffer` holds a complete one (the
+    servers always send Content-Length), else None."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buffer[:end]
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return status
+    total = end + 4 + length
+    return (int(head[9:12]), total) if len(buffer) >= total else None
 
 
-async def connection(
-    port: int,
-    requests: list[bytes],
-    queue: asyncio.Queue[tuple[int, float] | None],
-    stats: Stats,
-    request_timeout: float,
-) -> None:
-    """One keep-alive connection taking scheduled requests from the queue."""
-    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-    while (item := await queue.get()) is not None:
-        index, due = item
-        if time.perf_counter() - due > request_timeout:
-            # Already late by more than a client would wait: a timeout, not sent. Sending it
-            # anyway would let an overloaded server's backlog run on long after the schedule.
-            stats.latencies.append(time.perf_counter() - due)
-            stats.timeouts += 1
-            continue
+class Client(asyncio.Protocol):
+    """One keep-alive connection. An answer is timed in `data_received`, the moment its last
+    byte arrives, without waking a task for it."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.started = 0.0  # when the request in flight counts from
+        self.deadline: asyncio.TimerHandle | None = None  # set while a request is in flight
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.pool.live.add(self)
+
+    def send(self, request: bytes, started: float) -> None:
+        assert self.transport is not None
+        self.started = started
+        self.transport.write(request)
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.call_later(self.pool.timeout, self.timed_out)
+
+    def _finish(self) -> float:
+        latency = time.perf_counter() - self.started
+        self.pool.stats.latencies.append(latency)
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        self.pool.answered()
+        return latency
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        parsed = parse_response(self.buffer)
+        if parsed is None:
+            return
+        status, length = parsed
+        self.buffer = self.buffer[length:]
+        self._finish()
+        self.pool.stats.completed += 1
+        if not 200 <= status < 300:
+            self.pool.stats.non2xx += 1
+        self.pool.idle.append(self)
+
+    def timed_out(self) -> None:
+        # A timed-out request still took at least this long: it stays in the latencies. The
+        # connection is dropped (its answer may still come) and replaced.
+        self.deadline = None
+        self.pool.stats.timeouts += 1
+        self.pool.stats.latencies.append(time.perf_counter() - self.started)
+        self.pool.answered()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.deadline is not None:  # an answer was due: the server dropped the connection
+            self._finish()
+            self.pool.stats.errors += 1
+        self.transport = None
+        self.pool.live.discard(self)
+        if self in self.pool.idle:
+            self.pool.idle.remove(self)
+
+
+class Pool:
+    """Keep-alive connections, the idle ones in a LIFO stack (the warmest first), and the
+    count of requests still to be answered."""
+
+    def __init__(self, port: int, size: int, timeout: float, stats: Stats, total: int) -> None:
+        self.port = port
+        self.size = size
+        self.timeout = timeout
+        self.stats = stats
+        self.live: set[Client] = set()
+        self.idle: list[Client] = []
+        self.connecting = 0
+        self.opening: set[asyncio.Task[None]] = set()
+        self.unanswered = total
+        self.all_answered = asyncio.Event()
+
+    def answered(self) -> None:
+        self.unanswered -= 1
+        if self.unanswered <= 0:
+            self.all_answered.set()
+
+    async def open_one(self) -> None:
+        self.connecting += 1
+        loop = asyncio.get_running_loop()
         try:
-            if conn is None:
-                conn = await asyncio.wait_for(asyncio.open_connection(HOST, port), request_timeout)
-            reader, writer = conn
-            stats.lags.append(time.perf_counter() - due)
-            writer.write(requests[index % len(requests)])
-            status = await asyncio.wait_for(read_response(reader), request_timeout)
-            stats.latencies.append(time.perf_counter() - due)
-            stats.completed += 1
-            if not 200 <= status < 300:
-                stats.non2xx += 1
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            # A timed-out request still took at least this long: it stays in the latencies.
-            stats.latencies.append(time.perf_counter() - due)
-            if isinstance(exc, TimeoutError):
-                stats.timeouts += 1
-            else:
-                stats.errors += 1
-            if conn is not None:
-                conn[1].close()
-            conn = None
-    if conn is not None:
-        conn[1].close()
-        with contextlib.suppress(OSError):
-            await conn[1].wait_closed()
+            _, client = await asyncio.wait_for(
+                loop.create_connection(lambda: Client(self), HOST, self.port), self.timeout
+            )
+            self.idle.append(client)
+        except (TimeoutError, OSError):
+            await asyncio.sleep(0.05)  # retried by `top_up` on the next wake-up
+        finally:
+            self.connecting -= 1
+
+    def top_up(self) -> None:
+        for _ in range(self.size - len(self.live) - self.connecting):
+            task = asyncio.get_running_loop().create_task(self.open_one())
+            self.opening.add(task)
+            task.add_done_callback(self.opening.discard)
+
+    def take(self) -> Client | None:
+        while self.idle:
+            client = self.idle.pop()
+            if client.transport is not None and not client.transport.is_closing():
+                return client
+        return None
 
 
-def percentile(values: list[float], share: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+# The event loop's timers fire up to about a millisecond late (libuv and epoll count in
+# milliseconds). A wake-up therefore sends every request due within the next millisecond,
+# early rather than late, and a request's latency runs from the EARLIER of its scheduled
+# and actual send times: lateness of the generator or of the server (no free connection)
+# always counts against the result; earliness never counts in its favour.
+_EARLY = 0.001
 
 
 async def run(
@@ -124,26 +198,42 @@ async def run(
     request_timeout: float,
 ) -> dict[str, object]:
     requests = load_requests(mix_file, port)
-    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     stats = Stats()
-    workers = [
-        asyncio.create_task(connection(port, requests, queue, stats, request_timeout))
-        for _ in range(connections)
-    ]
     total = max(1, int(rate * duration))
+    pool = Pool(port, connections, request_timeout, stats, total)
+    await asyncio.gather(*(pool.open_one() for _ in range(connections)))
+    backlog: collections.deque[tuple[int, float]] = collections.deque()
     start = time.perf_counter() + 0.05
-    for index in range(total):
-        due = start + index / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        queue.put_nowait((index, due))
-    for _ in workers:
-        queue.put_nowait(None)
+    index = 0
+    while index < total or backlog:
+        now = time.perf_counter()
+        while index < total and start + index / rate <= now + _EARLY:
+            backlog.append((index, start + index / rate))
+            index += 1
+        while backlog and (client := pool.take()) is not None:
+            request_index, due = backlog.popleft()
+            now = time.perf_counter()
+            if now - due > request_timeout:
+                # Waited longer than a client would for a free connection: a timeout, not
+                # sent (sending it anyway would let an overloaded server's backlog run on).
+                stats.latencies.append(now - due)
+                stats.timeouts += 1
+                pool.answered()
+                pool.idle.append(client)
+                continue
+            stats.lags.append(max(0.0, now - due))
+            client.send(requests[request_index % len(requests)], min(now, due))
+        pool.top_up()
+        if index < total:
+            await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter() - _EARLY))
+        else:
+            await asyncio.sleep(0.001)  # the backlog waits for a free connection
     # Bounded: whatever has not answered by then is counted as timed out.
-    _done, pending = await asyncio.wait(workers, timeout=request_timeout + 5)
-    for task in pending:
-        task.cancel()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pool.all_answered.wait(), request_timeout + 1)
+    for client in list(pool.live):
+        if client.transport is not None:
+            client.transport.close()
     wall = time.perf_counter() - start
     lost = total - stats.completed - stats.errors - stats.timeouts
     return {
@@ -158,11 +248,18 @@ async def run(
         "max_ms": round(max(stats.latencies, default=0.0) * 1000, 3),
         "non2xx": stats.non2xx,
         "errors": stats.errors,
-        "timeouts": stats.timeouts + lost,
+        "timeouts": stats.timeouts + max(0, lost),
         "lag_p99_ms": round(percentile(stats.lags, 0.99) * 1000, 3),
         "generator_cpu_s": round(time.process_time(), 3),
         "wall_s": round(wall, 3),
     }
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def main() -> None:

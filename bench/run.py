@@ -366,8 +366,9 @@ def assemble(bench: Bench, measured: Json) -> Json:
             "db_pool_size": bench.pool_size,
             "rate_limit_storage": bench.storage,
             "machine_busy_before_cores": bench.busy_before,
-            "service": "sonarly-api serve --workers 2 (default logging; RATE_LIMIT and "
-            "AUTH_FAILURE_RATE_LIMIT 100000000/minute)",
+            "service": "sonarly-api serve --workers 2 (default logging: JSON access line per "
+            "request; METRICS_TOKEN set: /metrics on; RATE_LIMIT and AUTH_FAILURE_RATE_LIMIT "
+            "100000000/minute)",
             "baseline": "uvicorn bench.baseline:create_app --workers 2 --no-access-log",
         },
         "identity": {"probes": measured["identity_probes"], "identical": True},

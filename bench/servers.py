@@ -36,12 +36,17 @@ SERVICE_SETTINGS = (
     "DB_CONNECT_TIMEOUT_SECONDS",
     "DB_STATEMENT_TIMEOUT_MS",
     "LOG_LEVEL",
+    "LOG_FORMAT",
+    "ACCESS_LOG",
+    "METRICS",
+    "METRICS_TOKEN",
 )
 # High enough never to trip: the limiter runs on every request, as in production, but the
 # bench measures lookups, not 429s. The failed-authentication budget is raised too because
 # the identity check sends a few 401s on purpose and shares the client address with the load.
 RATE_LIMIT = "100000000/minute"
 REDIS_URI = "redis://127.0.0.1:6379/14"
+METRICS_TOKEN = "bench-metrics-token-not-a-secret"  # noqa: S105 - a bench-only token
 
 
 @dataclass
@@ -104,6 +109,9 @@ def _env(deployment: Deployment) -> dict[str, str]:
         RATE_LIMIT=RATE_LIMIT,
         AUTH_FAILURE_RATE_LIMIT=RATE_LIMIT,
         RATE_LIMIT_STORAGE_URI=deployment.storage,
+        # /metrics on, as docker-compose.yml deploys it when given a token: every request is
+        # counted (the baseline counts nothing).
+        METRICS_TOKEN=METRICS_TOKEN,
         # src/ for a plain checkout, the root for `bench.baseline` in uvicorn's workers.
         PYTHONPATH=os.pathsep.join(
             p for p in (str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
