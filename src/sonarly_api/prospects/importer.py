@@ -373,31 +373,27 @@ WITH new_by_identifier AS (
     ) u
     WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.linkedin_url = u.linkedin_url)
 ), ranked AS (
-    SELECT public_identifier, linkedin_url,
+    -- One sort by (linkedin_url, line) serves both windows and the insert order: URLs and
+    -- public identifiers go together (a LinkedIn URL ends with the public identifier), so
+    -- this order also fills the public_identifier index nearly left to right.
+    SELECT public_identifier, linkedin_url, line,
            row_number() OVER (PARTITION BY linkedin_url COLLATE "C" ORDER BY line) = 1
-           AS first_with_url
+           AS first_with_url,
+           row_number() OVER (ORDER BY linkedin_url COLLATE "C", line) AS n
     FROM (
         SELECT public_identifier, linkedin_url, line FROM new_by_identifier
         UNION ALL
         SELECT NULL, linkedin_url, line FROM new_by_url
     ) candidates
-), new_persons AS (
-    SELECT public_identifier,
-           CASE WHEN first_with_url AND NOT EXISTS (
-               SELECT 1 FROM persons p WHERE p.linkedin_url = r.linkedin_url
-           ) THEN linkedin_url END AS linkedin_url
-    FROM ranked r
-    WHERE public_identifier IS NOT NULL OR first_with_url
 )
 INSERT INTO persons (id, public_identifier, linkedin_url)
-SELECT {new_id}, public_identifier, linkedin_url
-FROM (
-    SELECT *, row_number() OVER (
-        ORDER BY public_identifier COLLATE "C" NULLS LAST, linkedin_url COLLATE "C"
-    ) AS n
-    FROM new_persons
-) numbered
-ORDER BY n
+SELECT {new_id}, public_identifier,
+       CASE WHEN first_with_url AND NOT EXISTS (
+           SELECT 1 FROM persons p WHERE p.linkedin_url = r.linkedin_url
+       ) THEN linkedin_url END
+FROM ranked r
+WHERE public_identifier IS NOT NULL OR first_with_url
+ORDER BY linkedin_url COLLATE "C", line  -- that of the windows: no sort of its own
 """
 
 # The persons of anonymous rows: the k-th anonymous row with provider id P takes the person
@@ -499,7 +495,7 @@ WITH resolved AS (
         FROM compared
         WHERE prospect_id IS NULL
     ) numbered
-    ORDER BY n
+    ORDER BY provider_id COLLATE "C", line  -- that of the window: no sort of its own
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated)
