@@ -264,13 +264,36 @@ class TestAccountsOperation:
 
 
 class TestDocumentationPages:
-    @pytest.mark.parametrize("path", ["/docs", "/redoc"])
-    async def test_html(self, client: httpx.AsyncClient, path: str) -> None:
+    @pytest.mark.parametrize(
+        ("path", "assets"),
+        [
+            ("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]),
+            ("/redoc", ["redoc.standalone.js"]),
+        ],
+    )
+    async def test_pages_load_their_scripts_from_the_api_not_a_cdn(
+        self, client: httpx.AsyncClient, path: str, assets: list[str]
+    ) -> None:
         response = await client.get(path)
 
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/html")
         assert "/openapi.json" in response.text
+        referenced = re.findall(r"""(?:src|href)=["']?([^"' >]+)""", response.text)
+        assert [url for url in referenced if "//" in url] == []  # nothing from another host
+        for asset in assets:
+            assert f"/docs-assets/{asset}" in referenced
+            served = await client.get(f"/docs-assets/{asset}")
+            assert served.status_code == 200
+            assert len(served.content) > 10_000
+
+    async def test_a_missing_asset_is_an_enveloped_404(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/docs-assets/missing.js")
+
+        assert response.status_code == 404
+        body = response.json()
+        assert body["success"] is False
+        assert body["error"]["code"] == "NOT_FOUND"
 
     async def test_document_is_stable_between_requests(self, client: httpx.AsyncClient) -> None:
         first = (await client.get("/openapi.json")).json()

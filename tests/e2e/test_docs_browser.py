@@ -2,10 +2,9 @@
 the lookup operation is listed with its parameters and responses, the Authorize dialog takes a
 key, and "Try it out" gets a 200 envelope from the running API.
 
-FastAPI's /docs page loads Swagger UI from a CDN (cdn.jsdelivr.net, `swagger-ui-dist@5`),
-which neither this machine nor CI can reach. The browser's requests to it are answered with
-the same files from the `fastapi-offline` package (Swagger UI 5.x); every other request off
-the server is refused and reported, so the page is proven to need nothing else from outside.
+The API serves Swagger UI's files itself (/docs-assets, from `fastapi-offline`): every
+request the page makes off the server is refused and reported, so the page is proven to need
+nothing from outside (neither this machine nor CI can reach a CDN).
 
 Needs Debian's `chromium` and the `playwright` package (its own browser builds are never
 downloaded). Without them the test is skipped; REQUIRE_BROWSER=1 (CI) makes that a failure.
@@ -48,15 +47,12 @@ CHROMIUM_ARGS = [
 SCREENSHOT = ROOT / "docs" / "images" / "docs-try-it-out.png"
 UPDATE_SCREENSHOT = os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1"
 LOOKUP_PATH = "/v1/accounts/{accountGroupId}/prospects/by-provider-id/{providerId}"
-CDN = re.compile(r"https://cdn\.jsdelivr\.net/npm/swagger-ui-dist@5/([\w.-]+)")
-FAVICON = "https://fastapi.tiangolo.com/img/favicon.png"
 START_TIMEOUT = 60  # seconds; a loaded 2-core machine starts uvicorn slowly
 UI_TIMEOUT_MS = 30_000
 
 
 def _missing_browser() -> str | None:
     try:
-        import fastapi_offline  # noqa: F401
         import playwright  # noqa: F401
     except ImportError as exc:
         return f"{exc.name} is not installed (pip install -e '.[dev]')"
@@ -129,14 +125,11 @@ def server(browser_ready: None, database_url: str, tmp_path: Path) -> Iterator[s
             proc.wait()
 
 
-class OfflineCdn:
-    """Answers the page's CDN requests from `fastapi-offline`'s copy and refuses any other
-    request that leaves the server, remembering it."""
+class OffServerGuard:
+    """Lets the page reach its own server only: any other request is refused and remembered;
+    the server's are remembered too."""
 
     def __init__(self, server_url: str) -> None:
-        import fastapi_offline
-
-        self.static = Path(fastapi_offline.__file__).parent / "static"
         self.origin = urlsplit(server_url).netloc
         self.served: list[str] = []
         self.refused: list[str] = []
@@ -144,46 +137,39 @@ class OfflineCdn:
     async def handle(self, route: Any) -> None:
         url: str = route.request.url
         if urlsplit(url).netloc == self.origin:
+            self.served.append(urlsplit(url).path)
             await route.continue_()
             return
-        match = CDN.fullmatch(url)
-        local = self.static / match.group(1) if match else None
-        if url == FAVICON:
-            local = self.static / "favicon.png"
-        if local is None or not local.is_file():
-            self.refused.append(url)
-            await route.abort()
-            return
-        self.served.append(url)
-        await route.fulfill(path=str(local))
+        self.refused.append(url)
+        await route.abort()
 
 
 @pytest.fixture
-async def page(server: str) -> AsyncIterator[tuple[Any, OfflineCdn]]:
+async def page(server: str) -> AsyncIterator[tuple[Any, OffServerGuard]]:
     from playwright.async_api import async_playwright, expect
 
     expect.set_options(timeout=UI_TIMEOUT_MS)
-    cdn = OfflineCdn(server)
+    guard = OffServerGuard(server)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
         try:
             context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            await context.route("**/*", cdn.handle)
+            await context.route("**/*", guard.handle)
             page = await context.new_page()
             page.set_default_timeout(UI_TIMEOUT_MS)
-            yield page, cdn
+            yield page, guard
         finally:
             await browser.close()
 
 
 async def test_try_it_out(
-    server: str, page: tuple[Any, OfflineCdn], factory: Factory, tmp_path: Path
+    server: str, page: tuple[Any, OffServerGuard], factory: Factory, tmp_path: Path
 ) -> None:
     from playwright.async_api import expect
 
-    browser_page, cdn = page
+    browser_page, guard = page
     group = await factory.group("Docs in a browser")
     _, key = await factory.key([group])
     await factory.prospect(group, "crm-docs-1", name="Avery Stone (Acme)", title="VP Sales")
@@ -251,8 +237,5 @@ async def test_try_it_out(
     await browser_page.screenshot(path=str(picture), full_page=True, clip=clip)
     assert picture.stat().st_size > 10_000
 
-    assert cdn.refused == []
-    assert sorted(urlsplit(u).path.rsplit("/", 1)[1] for u in cdn.served if CDN.match(u)) == [
-        "swagger-ui-bundle.js",
-        "swagger-ui.css",
-    ]
+    assert guard.refused == []
+    assert {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"} <= set(guard.served)
