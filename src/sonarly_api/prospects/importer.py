@@ -376,21 +376,26 @@ WITH new_by_identifier AS (
     -- One sort by (linkedin_url, line) serves both windows and the insert order: URLs and
     -- public identifiers go together (a LinkedIn URL ends with the public identifier), so
     -- this order also fills the public_identifier index nearly left to right.
-    SELECT public_identifier, linkedin_url, line,
+    SELECT public_identifier, linkedin_url, line, url_taken,
            row_number() OVER (PARTITION BY linkedin_url COLLATE "C" ORDER BY line) = 1
            AS first_with_url,
            row_number() OVER (ORDER BY linkedin_url COLLATE "C", line) AS n
     FROM (
-        SELECT public_identifier, linkedin_url, line FROM new_by_identifier
-        UNION ALL
-        SELECT NULL, linkedin_url, line FROM new_by_url
+        -- Below the sort, so looked up before the first insert: evaluated among the
+        -- inserts, a plan made for a small persons table would rescan every page the
+        -- statement has added so far, for every row.
+        SELECT *, EXISTS (SELECT 1 FROM persons p WHERE p.linkedin_url = c.linkedin_url)
+                  AS url_taken
+        FROM (
+            SELECT public_identifier, linkedin_url, line FROM new_by_identifier
+            UNION ALL
+            SELECT NULL, linkedin_url, line FROM new_by_url
+        ) c
     ) candidates
 )
 INSERT INTO persons (id, public_identifier, linkedin_url)
 SELECT {new_id}, public_identifier,
-       CASE WHEN first_with_url AND NOT EXISTS (
-           SELECT 1 FROM persons p WHERE p.linkedin_url = r.linkedin_url
-       ) THEN linkedin_url END
+       CASE WHEN first_with_url AND NOT url_taken THEN linkedin_url END
 FROM ranked r
 WHERE public_identifier IS NOT NULL OR first_with_url
 ORDER BY linkedin_url COLLATE "C", line  -- that of the windows: no sort of its own
