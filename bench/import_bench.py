@@ -14,7 +14,11 @@ plain COPY of the same rows, and how much memory it needs.
    column defaults), streamed from this process.
 5. `--rows-10m`: also a 10M-row file into another group, for the peak RSS at that size.
 
-A CHECKPOINT precedes each timed step, so that no step pays for the previous one's writes.
+A VACUUM ANALYZE and a CHECKPOINT precede each timed step, so that no step pays for the
+previous one's writes: neither for writing its dirty pages out, nor for the autovacuum that
+would otherwise start on the rows just loaded in the middle of the next step (a database
+that "already holds" rows has long had them vacuumed and analyzed), nor for setting their
+hint bits (each a full-page image in the WAL, data checksums being on).
 Writes bench/results/import-latest.json and the part of docs/performance.md between
 `<!-- import:start -->` and `<!-- import:end -->` (full-size runs only).
 """
@@ -200,6 +204,7 @@ async def copy_baseline(url: str, path: Path) -> Json:
             f" ALTER person_id SET DEFAULT {hex_id},"
             f" ALTER account_group_id SET DEFAULT '{group}'"
         )
+        await conn.execute("VACUUM ANALYZE")
         await conn.execute("CHECKPOINT")
         started = time.perf_counter()
         status = await conn.copy_to_table(
@@ -249,7 +254,7 @@ def cli_import(url: str, group: str, path: Path, logs: Path) -> Run:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
     argv = [sys.executable, "-c", "from sonarly_api.cli import app; app()"]
     argv += ["prospects", "import", str(path), "--account-group", group, "--json"]
-    asyncio.run(sql(url, "CHECKPOINT"))
+    asyncio.run(sql(url, "VACUUM ANALYZE", "CHECKPOINT"))
     logs.parent.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory() as cwd,  # no .env of the repository
