@@ -381,16 +381,16 @@ WITH new_by_identifier AS (
            AS first_with_url,
            row_number() OVER (ORDER BY linkedin_url COLLATE "C", line) AS n
     FROM (
-        -- Below the sort, so looked up before the first insert: evaluated among the
-        -- inserts, a plan made for a small persons table would rescan every page the
-        -- statement has added so far, for every row.
-        SELECT *, EXISTS (SELECT 1 FROM persons p WHERE p.linkedin_url = c.linkedin_url)
-                  AS url_taken
+        -- A join, not a subquery in the select list, which the planner would evaluate
+        -- above the windows, i.e. among the inserts: there, planned for a small persons
+        -- table, it rescans every page the statement has added so far, for every row.
+        SELECT c.*, p.id IS NOT NULL AS url_taken
         FROM (
             SELECT public_identifier, linkedin_url, line FROM new_by_identifier
             UNION ALL
             SELECT NULL, linkedin_url, line FROM new_by_url
         ) c
+        LEFT JOIN persons p ON p.linkedin_url = c.linkedin_url
     ) candidates
 )
 INSERT INTO persons (id, public_identifier, linkedin_url)
