@@ -22,26 +22,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sonarly_api.config import environment_variables
+
 ROOT = Path(__file__).resolve().parents[1]
-SERVICE_SETTINGS = (
-    "DATABASE_URL",
-    "API_KEY_PEPPER",
-    "EMBEDDED_PG_DIR",
-    "RATE_LIMIT",
-    "AUTH_FAILURE_RATE_LIMIT",
-    "RATE_LIMIT_STORAGE_URI",
-    "KEY_CACHE_TTL_SECONDS",
-    "KEY_CACHE_SIZE",
-    "DB_POOL_SIZE",
-    "DB_POOL_TIMEOUT_SECONDS",
-    "DB_CONNECT_TIMEOUT_SECONDS",
-    "DB_STATEMENT_TIMEOUT_MS",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "METRICS",
-    "METRICS_TOKEN",
-    "SHUTDOWN_GRACE_SECONDS",
-)
+SERVICE_SETTINGS = environment_variables()
 CLI_TIMEOUT = 300.0
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 
 from bench.procs import Children, HarnessError, Log, free_port, log_tail
+from sonarly_api.config import environment_variables
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
@@ -22,25 +23,7 @@ START_TIMEOUT = 60.0
 STARTED_LINE = "Application startup complete."
 # Settings the service reads: cleared from the inherited environment so that the bench
 # measures the service's defaults plus exactly what it sets below.
-SERVICE_SETTINGS = (
-    "DATABASE_URL",
-    "API_KEY_PEPPER",
-    "EMBEDDED_PG_DIR",
-    "RATE_LIMIT",
-    "AUTH_FAILURE_RATE_LIMIT",
-    "RATE_LIMIT_STORAGE_URI",
-    "KEY_CACHE_TTL_SECONDS",
-    "KEY_CACHE_SIZE",
-    "DB_POOL_SIZE",
-    "DB_POOL_TIMEOUT_SECONDS",
-    "DB_CONNECT_TIMEOUT_SECONDS",
-    "DB_STATEMENT_TIMEOUT_MS",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "ACCESS_LOG",
-    "METRICS",
-    "METRICS_TOKEN",
-)
+SERVICE_SETTINGS = environment_variables()
 # High enough never to trip: the limiter runs on every request, as in production, but the
 # bench measures lookups, not 429s. The failed-authentication budget is raised too because
 # the identity check sends a few 401s on purpose and shares the client address with the load.

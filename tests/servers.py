@@ -18,30 +18,14 @@ from pathlib import Path
 
 import httpx
 
+from sonarly_api.config import environment_variables
+
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0  # generous: CI shares two cores with other work
 STOP_TIMEOUT = 30.0
 # Every setting the service reads: cleared from the inherited environment, so a test server
 # runs with the defaults plus exactly what the test sets.
-SERVICE_SETTINGS = (
-    "DATABASE_URL",
-    "API_KEY_PEPPER",
-    "EMBEDDED_PG_DIR",
-    "RATE_LIMIT",
-    "AUTH_FAILURE_RATE_LIMIT",
-    "RATE_LIMIT_STORAGE_URI",
-    "KEY_CACHE_TTL_SECONDS",
-    "KEY_CACHE_SIZE",
-    "DB_POOL_SIZE",
-    "DB_POOL_TIMEOUT_SECONDS",
-    "DB_CONNECT_TIMEOUT_SECONDS",
-    "DB_STATEMENT_TIMEOUT_MS",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "METRICS",
-    "METRICS_TOKEN",
-    "SHUTDOWN_GRACE_SECONDS",
-)
+SERVICE_SETTINGS = environment_variables()
 
 
 def free_port() -> int:

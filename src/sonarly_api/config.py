@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         return self.database_url is None
 
 
+def environment_variables() -> tuple[str, ...]:
+    """The names of every setting's environment variable: a process started for a test or a
+    benchmark clears these from what it inherits, then sets exactly what it means to."""
+    return tuple(name.upper() for name in Settings.model_fields)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
