@@ -84,7 +84,9 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     argv = [sys.executable, "-c", "from sonarly_api.cli import app; app()"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*argv, "serve", "--port", str(port), "--workers", "2"],
+            # --no-demo: run alone, on an empty database, serve would print the demo's
+            # curl lines (plain text, on stdout) among the JSON log lines this test reads.
+            [*argv, "serve", "--port", str(port), "--workers", "2", "--no-demo"],
             cwd=tmp_path,  # no .env of the repository
             env=env,
             stdout=out,
