@@ -31,11 +31,33 @@ HOST = "127.0.0.1"
 @dataclass
 class Stats:
     latencies: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # what each latency counts from
     lags: list[float] = field(default_factory=list)
     completed: int = 0
     non2xx: int = 0
     errors: int = 0
     timeouts: int = 0
+
+    def record(self, sent_at: float, latency: float) -> None:
+        self.sent_at.append(sent_at)
+        self.latencies.append(latency)
+
+    def worst_seconds(self, start: float, count: int = 5) -> list[dict[str, float]]:
+        """The seconds of the run whose slowest answer was slowest: when a tail comes from
+        a few stalls, they show here (and at what second of the run)."""
+        seconds: dict[int, list[float]] = {}
+        for sent_at, latency in zip(self.sent_at, self.latencies, strict=True):
+            seconds.setdefault(int(sent_at - start), []).append(latency)
+        worst = sorted(seconds.items(), key=lambda item: max(item[1]), reverse=True)[:count]
+        return [
+            {
+                "second": second,
+                "requests": len(values),
+                "p50_ms": round(percentile(values, 0.5) * 1000, 3),
+                "max_ms": round(max(values) * 1000, 3),
+            }
+            for second, values in worst
+        ]
 
 
 def load_requests(mix_file: str, port: int) -> list[bytes]:
@@ -93,7 +115,7 @@ class Client(asyncio.Protocol):
 
     def _finish(self) -> float:
         latency = time.perf_counter() - self.started
-        self.pool.stats.latencies.append(latency)
+        self.pool.stats.record(self.started, latency)
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
@@ -118,7 +140,7 @@ class Client(asyncio.Protocol):
         # connection is dropped (its answer may still come) and replaced.
         self.deadline = None
         self.pool.stats.timeouts += 1
-        self.pool.stats.latencies.append(time.perf_counter() - self.started)
+        self.pool.stats.record(self.started, time.perf_counter() - self.started)
         self.pool.answered()
         if self.transport is not None:
             self.transport.abort()
@@ -216,7 +238,7 @@ async def run(
             if now - due > request_timeout:
                 # Waited longer than a client would for a free connection: a timeout, not
                 # sent (sending it anyway would let an overloaded server's backlog run on).
-                stats.latencies.append(now - due)
+                stats.record(due, now - due)
                 stats.timeouts += 1
                 pool.answered()
                 pool.idle.append(client)
@@ -250,6 +272,7 @@ async def run(
         "errors": stats.errors,
         "timeouts": stats.timeouts + max(0, lost),
         "lag_p99_ms": round(percentile(stats.lags, 0.99) * 1000, 3),
+        "worst_seconds": stats.worst_seconds(start),
         "generator_cpu_s": round(time.process_time(), 3),
         "wall_s": round(wall, 3),
     }

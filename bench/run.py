@@ -265,7 +265,11 @@ def measure(bench: Bench) -> Json:
                 f"open loop {server.name} at {rate:,.0f} req/s: p50 {result['p50_ms']:.2f} ms, "
                 f"p99 {result['p99_ms']:.2f} ms, max {result['max_ms']:.1f} ms, "
                 f"send lag p99 {result['lag_p99_ms']:.2f} ms, "
-                f"generator {result['generator_cores']:.2f} cores"
+                f"generator {result['generator_cores']:.2f} cores; slowest seconds "
+                + ", ".join(
+                    f"t={w['second']}s max {w['max_ms']:.0f} ms"
+                    for w in result["worst_seconds"][:3]
+                )
             )
 
     profile = None
