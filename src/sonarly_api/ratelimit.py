@@ -176,9 +176,8 @@ class _FixedWindow:
         """The quota after this hit, and whether the hit was within the budget."""
         # Leases are kept by identity; the storage key is built only to reserve (it cost
         # several microseconds on every request).
-        key = identity
         while True:
-            lease = self._leases.get(key)
+            lease = self._leases.get(identity)
             if lease is not None and lease.reset_at <= time.time():
                 lease = None
             if lease is not None and lease.tokens > 0:
@@ -189,45 +188,45 @@ class _FixedWindow:
             # One reservation in flight per key and process: concurrent requests wait for it
             # instead of each reserving a block (which would strand budget in this process
             # that another worker needs). Shielded: a cancelled waiter must not cancel it.
-            pending = self._reserving.get(key)
+            pending = self._reserving.get(identity)
             # A finished reservation whose clean-up callback has not run yet is not reused:
             # awaiting a done future does not yield, so a request finding its tokens already
             # taken would loop here forever and freeze the worker (tests/faults/
             # test_multiprocess_rate_limits.py hung on it about one run in five).
             if pending is None or pending.done():
-                pending = asyncio.ensure_future(self._reserve(key, lease))
-                self._reserving[key] = pending
-                pending.add_done_callback(functools.partial(self._reserved, key))
+                pending = asyncio.ensure_future(self._reserve(identity, lease))
+                self._reserving[identity] = pending
+                pending.add_done_callback(functools.partial(self._reserved, identity))
             reserved = await asyncio.shield(pending)
             if reserved.tokens == 0 and reserved.counted >= self._item.amount:
                 return self._quota(reserved), False
 
-    def _reserved(self, key: str, done: asyncio.Future[_Lease]) -> None:
+    def _reserved(self, identity: str, done: asyncio.Future[_Lease]) -> None:
         # Only its own entry: a newer reservation for the key may have replaced it.
-        if self._reserving.get(key) is done:
-            del self._reserving[key]
+        if self._reserving.get(identity) is done:
+            del self._reserving[identity]
 
     def _block(self, previous: _Lease | None) -> int:
         limit = self._item.amount
         left = limit - previous.counted if previous is not None else limit
         return max(1, min(self._max_block, left // 10))
 
-    async def _reserve(self, key: str, previous: _Lease | None) -> _Lease:
+    async def _reserve(self, identity: str, previous: _Lease | None) -> _Lease:
         block = self._block(previous)
         count, reset_at = await self._counters.add(
-            self._item.key_for(self._scope, key), block, self._item.get_expiry()
+            self._item.key_for(self._scope, identity), block, self._item.get_expiry()
         )
         granted = max(0, min(block, self._item.amount - (count - block)))
         # Another request of this process may have reserved meanwhile: add to its lease. The
         # same window, as the storage reports its end from the time left (so to a few ms),
         # when the two ends are closer than half a window: consecutive windows are one apart.
-        current = self._leases.get(key)
+        current = self._leases.get(identity)
         if current is not None and abs(current.reset_at - reset_at) < self._item.get_expiry() / 2:
             current.tokens += granted
             current.counted = max(current.counted, count)
             return current
         lease = _Lease(reset_at, granted, count)
-        self._leases[key] = lease
+        self._leases[identity] = lease
         return lease
 
 
