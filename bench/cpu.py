@@ -118,8 +118,8 @@ class CpuMeter:
         busy = self.machine.get("busy", 0.0)
         ours = sum(v for k, v in cores.items() if k not in self._nested)
         cores["other"] = round(max(0.0, busy - ours), 3)
-        if self.machine.get("steal"):
-            cores["steal"] = self.machine["steal"]
+        # Always present (0 included): the report takes medians of every key over rounds.
+        cores["steal"] = self.machine.get("steal", 0.0)
         return cores
 
 
