@@ -19,7 +19,7 @@ from sonarly_api.observability.setup import install_observability
 from sonarly_api.openapi import install_openapi
 from sonarly_api.prospects.router import router as prospects_router
 from sonarly_api.ratelimit import RateLimits
-from sonarly_api.routing import FastLane, direct_routes
+from sonarly_api.routing import direct_routes, with_fast_lane
 from sonarly_api.state import AppState
 from sonarly_api.tracing import TraceMiddleware
 
@@ -87,8 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router())
     install_error_handlers(app)
     install_openapi(app)
-    # Innermost user middleware: the lookup is served here, inside tracing and observability.
-    app.add_middleware(FastLane, routes=direct_routes(prospects_router), render_error=render)
     install_observability(app, settings)  # /metrics, access log + metrics middleware
     app.add_middleware(TraceMiddleware, render_error=render_unhandled)
+    # Built now rather than on the first request, as Starlette would: the lookup gets a fast
+    # lane around the framework's stack, with the same middleware (sonarly_api/routing.py).
+    # Middleware added later is refused by Starlette instead of being silently left out.
+    app.middleware_stack = with_fast_lane(
+        app.build_middleware_stack(), app.user_middleware, direct_routes(prospects_router), render
+    )
     return app

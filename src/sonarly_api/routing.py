@@ -1,5 +1,5 @@
 """The hot path's routing: DirectRoute (no per-request dependency solving) and FastLane
-(served ahead of the framework's inner layers).
+(served without the framework's middleware layers).
 
 DirectRoute is an APIRoute without FastAPI's per-request dependency solver.
 
@@ -17,13 +17,14 @@ shape is refused at start-up rather than served with different semantics.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIRouter
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -110,22 +111,24 @@ class DirectRoute(APIRoute):
 
 
 class FastLane:
-    """Pure ASGI, innermost of the user middleware: serves GET requests for DirectRoutes
-    straight from the scope, ahead of ExceptionMiddleware, the router (which in this FastAPI
-    version walks included-router contexts per request) and the per-route AsyncExitStacks.
-    Those layers cost about a fifth of a lookup's CPU in the py-spy profile of
-    docs/performance.md, and a DirectRoute needs none of them: it has no dependency with
-    `yield`, reads no body, and every error it raises is an AppError, rendered here by the
-    same renderer the exception handlers use. Anything else — other methods (405), other
-    routes, unexpected exceptions — goes the usual way, so behaviour does not change.
+    """Pure ASGI, the outermost layer: GET requests for DirectRoutes go down `lane`, the
+    app's own middleware (trace id, access log, metrics) around `DirectServer`; everything
+    else — other methods (405), other routes — goes down the framework's usual stack.
+
+    The lane skips the framework's layers outside the user middleware (ServerErrorMiddleware,
+    FastAPI's exception telemetry and body limit) and inside it (ExceptionMiddleware, the
+    router, which in this FastAPI version walks included-router contexts per request, and
+    the per-route AsyncExitStacks). Those layers cost about a fifth of a lookup's CPU in the
+    py-spy profile of docs/performance.md, and a DirectRoute needs none of them: it reads no
+    body, has no dependency with `yield`, every error it raises is an AppError rendered by the
+    same renderer the exception handlers use, and anything unexpected is answered by
+    TraceMiddleware, the lane's outermost layer, as on the usual stack.
     """
 
-    def __init__(
-        self, app: ASGIApp, routes: list[DirectRoute], render_error: Callable[[Any], Response]
-    ) -> None:
+    def __init__(self, app: ASGIApp, lane: ASGIApp, routes: list[DirectRoute]) -> None:
         self.app = app
+        self._lane = lane
         self._routes = routes
-        self._render_error = render_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -133,23 +136,44 @@ class FastLane:
             for route in self._routes:
                 match = route.path_regex.match(path)
                 if match is not None:
-                    await self._serve(route, match.groupdict(), scope, receive, send)
+                    # What the router would have set: the access log and metrics read both.
+                    scope["route"] = route
+                    scope["path_params"] = {
+                        name: route.param_convertors[name].convert(value)
+                        for name, value in match.groupdict().items()
+                    }
+                    await self._lane(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
-    async def _serve(
-        self, route: DirectRoute, values: dict[str, str], scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        # What the router would have set: the access log and metrics read both.
-        scope["route"] = route
-        scope["path_params"] = {
-            name: route.param_convertors[name].convert(value) for name, value in values.items()
-        }
+
+class DirectServer:
+    """The innermost app of the lane: runs the DirectRoute FastLane matched."""
+
+    def __init__(self, render_error: Callable[[Any], Response]) -> None:
+        self._render_error = render_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route: DirectRoute = scope["route"]
         try:
             response = await route.direct_handler(Request(scope, receive, send))
         except AppError as exc:
             response = self._render_error(exc)
         await response(scope, receive, send)
+
+
+def with_fast_lane(
+    stack: ASGIApp,
+    user_middleware: Sequence[Middleware],
+    routes: list[DirectRoute],
+    render_error: Callable[[Any], Response],
+) -> ASGIApp:
+    """`stack`, the framework's middleware stack, behind a FastLane whose lane is the same
+    user middleware around a DirectServer."""
+    lane: ASGIApp = DirectServer(render_error)
+    for cls, args, kwargs in reversed(user_middleware):
+        lane = cls(lane, *args, **kwargs)
+    return FastLane(stack, lane, routes)
 
 
 def direct_routes(router: APIRouter) -> list[DirectRoute]:
