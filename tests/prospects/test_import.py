@@ -129,6 +129,14 @@ def uid() -> str:
     return secrets.token_hex(4)
 
 
+@pytest.fixture(params=[None, 1, 2], ids=["one-chunk", "chunks-of-1", "chunks-of-2"])
+def chunk_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staged in several chunks, each creating its persons before the next is staged, a
+    file must give the same persons as in one."""
+    if request.param is not None:
+        monkeypatch.setattr(importer, "CHUNK_ROWS", request.param)
+
+
 # --- formats --------------------------------------------------------------------------------
 
 
@@ -300,7 +308,7 @@ async def test_person_id_is_used_and_created_if_missing(
 
 
 async def test_public_identifier_finds_or_creates_the_person(
-    import_engine: AsyncEngine, tmp_path: Path, uid: str
+    import_engine: AsyncEngine, tmp_path: Path, uid: str, chunk_rows: None
 ) -> None:
     group = await make_group(import_engine)
     known = await add_person(import_engine, f"known-{uid}")
@@ -332,7 +340,7 @@ async def test_public_identifier_finds_or_creates_the_person(
 
 
 async def test_linkedin_url_finds_or_creates_the_person(
-    import_engine: AsyncEngine, tmp_path: Path, uid: str
+    import_engine: AsyncEngine, tmp_path: Path, uid: str, chunk_rows: None
 ) -> None:
     group = await make_group(import_engine)
     known = await add_person(import_engine, f"someone-{uid}", f"https://li/known-{uid}")
@@ -355,7 +363,7 @@ async def test_linkedin_url_finds_or_creates_the_person(
 
 
 async def test_new_persons_follow_file_order_for_a_shared_url(
-    import_engine: AsyncEngine, tmp_path: Path, uid: str
+    import_engine: AsyncEngine, tmp_path: Path, uid: str, chunk_rows: None
 ) -> None:
     """As if rows were processed one by one: whoever creates a person with a URL first owns
     it, and a URL-only row then finds that person."""
@@ -380,6 +388,30 @@ async def test_new_persons_follow_file_order_for_a_shared_url(
     assert ident[f"p5-{uid}"] == (f"third-{uid}", None)
 
 
+async def test_the_first_row_of_a_public_identifier_creates_its_person(
+    import_engine: AsyncEngine, tmp_path: Path, uid: str, chunk_rows: None
+) -> None:
+    """Its URL is the first row's; later rows (in later chunks too) find that person."""
+    group = await make_group(import_engine)
+    path = csv_file(
+        tmp_path / "rows.csv",
+        f"p1-{uid},,dup-{uid},https://li/dup1-{uid},,,",
+        f"p2-{uid},,other-{uid},,,,",
+        f"p3-{uid},,dup-{uid},https://li/dup2-{uid},,,",
+        f"p4-{uid},,,https://li/dup2-{uid},,,",  # a URL no person has: a person of its own
+    )
+    await import_prospects(import_engine, group, path)
+
+    rows = {r["provider_id"]: r for r in await prospects(import_engine, group)}
+    first, third, fourth = rows[f"p1-{uid}"], rows[f"p3-{uid}"], rows[f"p4-{uid}"]
+    assert third["person_id"] == first["person_id"]
+    assert first["person_linkedin_url"] == f"https://li/dup1-{uid}"
+    assert (fourth["person_public_identifier"], fourth["person_linkedin_url"]) == (
+        None,
+        f"https://li/dup2-{uid}",
+    )
+
+
 async def test_persons_are_shared_across_groups(
     import_engine: AsyncEngine, tmp_path: Path, uid: str
 ) -> None:
@@ -393,7 +425,7 @@ async def test_persons_are_shared_across_groups(
 
 
 async def test_anonymous_rows_match_in_order_and_stay_idempotent(
-    import_engine: AsyncEngine, tmp_path: Path, uid: str
+    import_engine: AsyncEngine, tmp_path: Path, uid: str, chunk_rows: None
 ) -> None:
     group = await make_group(import_engine)
     # A prospect of an identifier-less person that existed before any import: matched first.
@@ -460,7 +492,7 @@ async def test_one_provider_id_for_two_persons_gives_two_prospects(
 
 
 async def test_the_last_row_for_a_person_and_provider_id_wins(
-    import_engine: AsyncEngine, tmp_path: Path, uid: str
+    import_engine: AsyncEngine, tmp_path: Path, uid: str, chunk_rows: None
 ) -> None:
     """Earlier rows for the same (person, provider id) are counted as unchanged."""
     group = await make_group(import_engine)

@@ -1,9 +1,11 @@
 """Bulk import of prospects from a CSV or JSON Lines file (optionally gzipped).
 
 One transaction: the file is streamed, validated in Python and COPYed into a temporary
-staging table; a handful of set-based statements then create the missing persons and
-insert or update the prospects. Nothing is written row by row, memory stays flat whatever
-the file size, and any failure (or cancellation) leaves the database as it was.
+staging table in chunks; each chunk's missing persons are created by one set-based
+statement that runs while Python parses the next chunk, and a handful of set-based
+statements then insert or update the prospects. Nothing is written row by row, memory
+stays flat whatever the file size, and any failure (or cancellation) leaves the database
+as it was.
 
 Rules (see the tests for each):
 - Identity: `personId` if given, else `publicIdentifier`, else `linkedinUrl`; persons are
@@ -56,6 +58,9 @@ MAX_REPORTED_ERRORS = 20
 PROGRESS_EVERY = 50_000
 # How often the feeding loop lets other tasks run (and a cancellation be delivered).
 _YIELD_EVERY = 5_000
+# Rows per chunk of the staging pipeline (see `_stage`): ~12 MB of parsed rows each. Chunks
+# of 20,000 rows made a 1M-row import fastest (23.1-23.5 s; 10,000: 24.4 s; 50,000: 27.5 s).
+CHUNK_ROWS = 20_000
 # New ids are a per-import 16-hex prefix plus an 8-hex counter (see `_id_prefix`).
 _MAX_LINE = 0xFFFFFFFF
 # Any constant works; it only has to be the same for every importer.
@@ -277,13 +282,9 @@ async def _begin(conn: AsyncConnection, group: str) -> None:
 
 async def _stage(conn: AsyncConnection, rows: AsyncGenerator[StagedRow, None]) -> None:
     """COPY the rows into a temporary table that lives until the end of the transaction
-    (no index while loading)."""
-    raw = await conn.get_raw_connection()
-    driver = cast(asyncpg.Connection, raw.driver_connection)
-    # COPY on the driver bypasses SQLAlchemy: it must run inside the transaction SQLAlchemy
-    # began (the statements of `_begin` started it; not so on an autocommit engine).
-    if not driver.is_in_transaction():
-        raise RuntimeError("import_prospects needs a transactional (not autocommit) engine")
+    (no index while loading), chunk by chunk, creating each chunk's new persons while the
+    next chunk is parsed (see `_ChunkPersons`)."""
+    driver = await _driver(conn)
     await conn.execute(
         text(
             "CREATE TEMP TABLE import_rows (line bigint NOT NULL, provider_id text NOT NULL,"
@@ -291,12 +292,87 @@ async def _stage(conn: AsyncConnection, rows: AsyncGenerator[StagedRow, None]) -
             " company_name text, title text) ON COMMIT DROP"
         )
     )
-    async with contextlib.aclosing(rows):
-        await driver.copy_records_to_table("import_rows", records=rows, columns=_STAGING_COLUMNS)
+    persons = _ChunkPersons(driver)
+    await conn.execute(text(_PROBE_PLANS))
+    pending: asyncio.Task[None] | None = None
+    try:
+        async with contextlib.aclosing(rows):
+            async for chunk in _chunks(rows, CHUNK_ROWS):
+                if pending is not None:
+                    await pending
+                await driver.copy_records_to_table(
+                    "import_rows", records=chunk, columns=_STAGING_COLUMNS
+                )
+                # Runs on the server while this coroutine parses the next chunk.
+                pending = asyncio.create_task(persons.create(first_line=chunk[0][0]))
+        if pending is not None:
+            await pending
+    finally:
+        if pending is not None and not pending.done():
+            await _abandon(pending)
+    await conn.execute(text(_DEFAULT_PLANS))
     # Temporary tables are never analyzed automatically; the plans below depend on it.
     await conn.execute(text("ANALYZE import_rows"))
     # For "not named by a personId in this file": an index probe, whatever the plan.
     await conn.execute(text("CREATE INDEX ON import_rows (person_id) WHERE person_id IS NOT NULL"))
+
+
+async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
+    raw = await conn.get_raw_connection()
+    driver = cast(asyncpg.Connection, raw.driver_connection)
+    # COPY on the driver bypasses SQLAlchemy: it must run inside the transaction SQLAlchemy
+    # began (the statements of `_begin` started it; not so on an autocommit engine).
+    if not driver.is_in_transaction():
+        raise RuntimeError("import_prospects needs a transactional (not autocommit) engine")
+    return driver
+
+
+async def _chunks(
+    rows: AsyncGenerator[StagedRow, None], size: int
+) -> AsyncGenerator[list[StagedRow], None]:
+    chunk: list[StagedRow] = []
+    async for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def _abandon(task: asyncio.Task[None]) -> None:
+    """Stop a chunk's statement that an error or a cancellation has made pointless, and
+    wait for it: the connection must be free again for the rollback."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: the error that matters is the one being raised
+
+
+class _ChunkPersons:
+    """Creates the persons that each staged chunk finds by publicIdentifier or linkedinUrl,
+    chunk after chunk in file order: which is "as if rows were processed in file order"
+    (the persons earlier chunks created are then simply existing persons). It runs on the
+    server while Python parses the next chunk, so the two cores work at once.
+
+    A chunk's rows are those COPY appended: from the page where the previous chunk's last
+    row is (which COPY may have filled up), with a line from the chunk's first on."""
+
+    def __init__(self, driver: asyncpg.Connection) -> None:
+        self._driver = driver
+        self._sql = _CHUNK_PERSONS.format(new_id=_sql_id(_id_prefix(), "($3::bigint + n)"))
+        self._created = 0  # numbers the new ids across chunks
+        self._page = 0  # of import_rows, where the previous chunk ended
+
+    async def create(self, first_line: int) -> None:
+        start = (self._page, 0)  # a TID: (page, item)
+        status = await self._driver.execute(self._sql, start, first_line, self._created)
+        self._created += int(status.split()[-1])  # "INSERT 0 <rows>"
+        # Not pg_relation_size: a temporary table's pages may be in local buffers only.
+        self._page = await self._driver.fetchval(
+            "SELECT (max(ctid)::text::point)[0]::bigint FROM import_rows WHERE ctid >= $1",
+            start,
+        )
 
 
 def _id_prefix() -> str:
@@ -323,7 +399,6 @@ async def _apply(conn: AsyncConnection, group: str) -> tuple[int, int]:
     collations, and it is several times cheaper than a locale's order, which only matters
     here as a close approximation of the indexes' order."""
     await conn.execute(text(_PERSONS_BY_ID))
-    await conn.execute(text(_PERSONS_BY_IDENTIFIER.format(new_id=_sql_id(_id_prefix(), "n"))))
     await conn.execute(
         text(_ANONYMOUS.format(new_id=_sql_id(_id_prefix(), "line"))), {"group": group}
     )
@@ -348,27 +423,44 @@ ORDER BY person_id COLLATE "C"
 ON CONFLICT (id) DO NOTHING
 """
 
-# Persons found by publicIdentifier, else linkedinUrl, created if missing, as if rows were
-# processed in file order: a public identifier's person is created by its first row, with
-# that row's LinkedIn URL unless an existing person has it or an earlier row created a
-# person with it; a URL-only row creates a person with just that URL unless an earlier row
-# already did. (Window functions rather than joins between CTEs, which have no statistics:
-# a misestimated nested loop there would be quadratic.)
-_PERSONS_BY_IDENTIFIER = """
-WITH new_by_identifier AS (
+# While staging, one chunk's statements are planned as index probes: a chunk is small
+# against persons, whose statistics may also be stale (a hash join would read all of
+# persons for every chunk, a sequential scan planned for a "small" persons table would
+# read all of it for every row).
+_PROBE_PLANS = """
+SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+       set_config('enable_seqscan', 'off', true)
+"""
+_DEFAULT_PLANS = """
+SELECT set_config(name, reset_val, true) FROM pg_settings
+WHERE name IN ('enable_hashjoin', 'enable_mergejoin', 'enable_seqscan')
+"""
+
+# One chunk's persons found by publicIdentifier, else linkedinUrl, created if missing, as if
+# rows were processed in file order: a public identifier's person is created by its first
+# row, with that row's LinkedIn URL unless an existing person has it or an earlier row
+# created a person with it; a URL-only row creates a person with just that URL unless an
+# earlier row already did. Earlier chunks' rows have created their persons already. $1:
+# the chunk's first page (a TID), $2: its first line, $3: persons created so far (ids).
+_CHUNK_PERSONS = """
+WITH chunk AS MATERIALIZED (
+    SELECT public_identifier, linkedin_url, line FROM import_rows
+    WHERE ctid >= $1::tid AND line >= $2 AND person_id IS NULL
+      AND (public_identifier IS NOT NULL OR linkedin_url IS NOT NULL)
+), new_by_identifier AS (
     SELECT b.public_identifier, b.linkedin_url, b.line
     FROM (
         SELECT DISTINCT ON (public_identifier COLLATE "C") public_identifier, linkedin_url, line
-        FROM import_rows
-        WHERE person_id IS NULL AND public_identifier IS NOT NULL
+        FROM chunk
+        WHERE public_identifier IS NOT NULL
         ORDER BY public_identifier COLLATE "C", line
     ) b
     WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.public_identifier = b.public_identifier)
 ), new_by_url AS (
     SELECT u.linkedin_url, u.line
     FROM (
-        SELECT linkedin_url, min(line) AS line FROM import_rows
-        WHERE person_id IS NULL AND public_identifier IS NULL AND linkedin_url IS NOT NULL
+        SELECT linkedin_url, min(line) AS line FROM chunk
+        WHERE public_identifier IS NULL
         GROUP BY linkedin_url
     ) u
     WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.linkedin_url = u.linkedin_url)
@@ -382,8 +474,7 @@ WITH new_by_identifier AS (
            row_number() OVER (ORDER BY linkedin_url COLLATE "C", line) AS n
     FROM (
         -- A join, not a subquery in the select list, which the planner would evaluate
-        -- above the windows, i.e. among the inserts: there, planned for a small persons
-        -- table, it rescans every page the statement has added so far, for every row.
+        -- above the windows, i.e. among the inserts.
         SELECT c.*, p.id IS NOT NULL AS url_taken
         FROM (
             SELECT public_identifier, linkedin_url, line FROM new_by_identifier
