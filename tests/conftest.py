@@ -30,7 +30,7 @@ from sonarly_api.auth import keys as key_format
 from sonarly_api.auth import repository as api_keys
 from sonarly_api.auth.models import ApiKey
 from sonarly_api.config import Settings
-from sonarly_api.db import async_url
+from sonarly_api.db import Database, async_url
 from sonarly_api.embedded_pg import EmbeddedPostgres
 from sonarly_api.ids import new_id
 from sonarly_api.migrations import upgrade
@@ -148,13 +148,17 @@ class QueryCounter:
     logger, which sees `Connection.fetch` but not the prepared statements SQLAlchemy runs, so
     nothing is counted twice)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, db: Database) -> None:
+        engine = db.engine
         self._count = 0
         self._pool = engine.sync_engine.pool
         self._hooked: list[Any] = []
         self._sync_engine = engine.sync_engine
         event.listen(self._pool, "checkout", self._on_checkout)
         event.listen(self._sync_engine, "before_cursor_execute", self._on_query)
+        # Connections `Database.fetch` holds between statements were checked out before the
+        # listener existed: back to the pool, so the next statements' are seen.
+        db.release_held()
 
     def _on_query(self, *_: object) -> None:
         self._count += 1
@@ -181,7 +185,7 @@ class QueryCounter:
 
 @pytest.fixture
 def count_queries(app: FastAPI) -> Iterator[QueryCounter]:
-    counter = QueryCounter(app.state.sonarly.db.engine)
+    counter = QueryCounter(app.state.sonarly.db)
     yield counter
     counter.close()
 

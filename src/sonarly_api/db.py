@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -138,6 +139,11 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # `fetch`'s connections, kept checked out between statements (see `_hold`).
+        self._held: list[PoolProxiedConnection] = []
+        pool = engine.pool
+        self._max_held = max(1, pool.size() // 2) if isinstance(pool, QueuePool) else 1
+        self._release: asyncio.TimerHandle | None = None
 
     async def read(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run `work(conn, *args)` on a pooled connection; retry once if that connection turned
@@ -166,23 +172,71 @@ class Database:
         docs/performance.md). asyncpg caches the prepared statement per connection, and no
         transaction is opened: a single SELECT needs none.
         """
+        pooled = self._held.pop() if self._held else await self.engine.raw_connection()
         for attempt in (1, 2):
-            pooled = await self.engine.raw_connection()
             try:
                 driver: asyncpg.Connection = pooled.driver_connection
                 rows: list[asyncpg.Record] = await driver.fetch(
                     statement.sql, *statement.arguments(**values)
                 )
-                return rows
             except DISCONNECT_ERRORS as exc:
-                # Drop this connection (and let the pool notice a restarted server); a read
-                # is safe to retry once.
-                pooled.invalidate(exc)
+                # Drop this connection and those held with it (likely gone too, e.g. after a
+                # PostgreSQL restart), then retry once, on a connection from the pool: a read
+                # is safe to retry.
+                for dropped in (pooled, *self._take_held()):
+                    dropped.invalidate(exc)
+                    dropped.close()
                 if attempt == 2:
                     raise
-            finally:
-                pooled.close()
+                pooled = await self.engine.raw_connection()
+                continue
+            except BaseException:
+                pooled.close()  # e.g. cancelled mid-statement: the pool resets it on check-in
+                raise
+            self._hold(pooled)
+            return rows
         raise AssertionError("unreachable")
 
+    def _hold(self, pooled: PoolProxiedConnection) -> None:
+        """Keep a connection checked out for the next `fetch`, for at most a second.
+
+        A check-out and check-in through SQLAlchemy's async pool (a greenlet, the pool's
+        queue, reset and events) cost about a third of a lookup's in-process CPU
+        (docs/performance.md); a connection taken from this stack costs a list pop. Held
+        connections all go back to the pool a second after the first of them was held, so
+        the pool still recycles, resets and invalidates them as configured; and at most half
+        of the pool is held idle, so other work (key reads, writes) finds connections as it
+        did before.
+        """
+        if len(self._held) >= self._max_held:
+            pooled.close()
+            return
+        self._held.append(pooled)
+        if self._release is None:
+            self._release = asyncio.get_running_loop().call_later(1.0, self.release_held)
+
+    def release_held(self) -> None:
+        """Return every held connection to the pool (at shutdown, after a disconnect, and for
+        whoever watches the pool's check-outs, like the tests' query counter)."""
+        for pooled in self._take_held():
+            pooled.close()
+
+    def _take_held(self) -> list[PoolProxiedConnection]:
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        held, self._held = self._held, []
+        return held
+
+    def pool_status(self) -> tuple[int, int] | None:
+        """(in use, idle) connections of the pool, held ones counted as idle; None when the
+        pool does not count them."""
+        pool = self.engine.pool
+        if not isinstance(pool, QueuePool):
+            return None
+        held = len(self._held)
+        return pool.checkedout() - held, pool.checkedin() + held
+
     async def dispose(self) -> None:
+        self.release_held()
         await self.engine.dispose()

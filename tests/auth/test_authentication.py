@@ -152,7 +152,7 @@ class TestKeyCache:
         assert (await client.get(path, headers=bearer(key))).status_code == 200
         await app.state.sonarly.authenticator.usage.drain()
 
-        counter = QueryCounter(app.state.sonarly.db.engine)
+        counter = QueryCounter(app.state.sonarly.db)
         try:
             for _ in range(5):
                 assert (await client.get(path, headers=bearer(key))).status_code == 200
@@ -224,7 +224,7 @@ class TestLastUsed:
                 return (await conn.execute(query)).scalar_one()
 
         assert await last_used() is None
-        counter = QueryCounter(app.state.sonarly.db.engine)
+        counter = QueryCounter(app.state.sonarly.db)
         try:
             for _ in range(3):
                 assert (await client.get(ACCOUNTS, headers=bearer(key))).status_code == 200

@@ -31,7 +31,6 @@ from prometheus_client.core import (
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.utils import floatToGoString
 from prometheus_client.values import ValueClass
-from sqlalchemy.pool import QueuePool
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "<unmatched>"  # the route label of a request no route matched (a 404)
@@ -54,7 +53,7 @@ POOL = "sonarly_db_pool_connections"
 POOL_HELP = "Database connections of the pool, by state (in_use, idle); summed over workers."
 _HELP = {REQUESTS: REQUESTS_HELP, DURATION: DURATION_HELP, RATE_LIMITED: RATE_LIMITED_HELP}
 
-PoolSource = Callable[[], QueuePool | None]
+PoolSource = Callable[[], tuple[int, int] | None]  # (in use, idle)
 SeriesKey = tuple[str, str, int]  # method, route template, status
 
 
@@ -124,10 +123,10 @@ class RequestMetrics:
         for route, count in self._rate_limited.items():
             limited.add_metric((route,), count)
         pool = GaugeMetricFamily(POOL, POOL_HELP, labels=("state",))
-        engine_pool = self._pool_source()
-        if engine_pool is not None:
-            pool.add_metric(("in_use",), engine_pool.checkedout())
-            pool.add_metric(("idle",), engine_pool.checkedin())
+        connections = self._pool_source()
+        if connections is not None:
+            pool.add_metric(("in_use",), connections[0])
+            pool.add_metric(("idle",), connections[1])
         return [requests, duration, limited, pool]
 
     # --- several workers ---------------------------------------------------------------
@@ -154,10 +153,10 @@ class RequestMetrics:
                 self._add("counter", RATE_LIMITED, "_total", ("route",), (route,), n)
                 self._rate_limited[route] = 0
         if self._pool_gauge is not None:
-            engine_pool = self._pool_source()
-            if engine_pool is not None:
-                self._pool_gauge.labels("in_use").set(engine_pool.checkedout())
-                self._pool_gauge.labels("idle").set(engine_pool.checkedin())
+            connections = self._pool_source()
+            if connections is not None:
+                self._pool_gauge.labels("in_use").set(connections[0])
+                self._pool_gauge.labels("idle").set(connections[1])
 
     def _add(
         self,

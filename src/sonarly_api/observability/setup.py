@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from sqlalchemy.pool import QueuePool
 
 from sonarly_api.config import Settings
 from sonarly_api.observability.metrics import RequestMetrics, multiprocess_dir
@@ -22,10 +21,9 @@ def install_observability(app: FastAPI, settings: Settings) -> RequestMetrics | 
     metrics: RequestMetrics | None = None
     if settings.metrics_mode != "off":
 
-        def pool() -> QueuePool | None:
+        def pool() -> tuple[int, int] | None:
             state = getattr(app.state, "sonarly", None)  # set by the lifespan
-            engine_pool = state.db.engine.pool if state is not None else None
-            return engine_pool if isinstance(engine_pool, QueuePool) else None
+            return state.db.pool_status() if state is not None else None
 
         metrics = RequestMetrics(pool, multiprocess_dir())
         token = settings.metrics_token
