@@ -197,7 +197,9 @@ def table(results: Json) -> str:
         )
     lines += [
         "",
-        f"| Rows (own database) | Service p50 / p99 (ms), open loop at {c['scale_rate']:g} req/s |",
+        "| Rows (own database, a fresh service each) | Service p50 / p99 (ms), open loop at "
+        f"{c['scale_rate']:g} req/s, medians of {results['scaling'][0].get('rounds', 1)} "
+        "interleaved runs |",
         "|---:|---:|",
     ]
     for point in results["scaling"]:

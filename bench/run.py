@@ -44,6 +44,8 @@ from bench.servers import (
 )
 
 DATA = ROOT / ".data"
+SCALE_POOL_SIZE = 10
+SCALE_WARMUP_CONNECTIONS = 8
 LOG_DIR = DATA / "bench-logs"
 Json = dict[str, Any]
 
@@ -59,6 +61,7 @@ class Plan:
     warmup: float
     open_loop: float  # one open-loop run
     scale_rate: float  # the latency-vs-rows test's rate, capped at a quarter of the peak
+    scale_rounds: int  # open-loop runs per size in that test
     connections: int = 64
     threads: int = 2
     timeout: float = 2.0
@@ -78,6 +81,7 @@ def plan(args: argparse.Namespace) -> Plan:
             warmup=1,
             open_loop=2,
             scale_rate=200,
+            scale_rounds=1,
         )
     else:
         main = Spec("", rows=1_000_000, groups=1_000, keys=1_000)
@@ -96,6 +100,7 @@ def plan(args: argparse.Namespace) -> Plan:
             warmup=5,
             open_loop=15,
             scale_rate=200,
+            scale_rounds=3,
         )
     if args.rounds:
         chosen = replace(chosen, rounds=args.rounds)
@@ -127,7 +132,9 @@ class Bench:
         write_mix(build_mix(manifest, self.plan.mix_size), mix_file)
         return url, manifest, mix_file
 
-    def launch(self, name: str, spec: Spec, url: str, manifest: Manifest) -> Server:
+    def launch(
+        self, name: str, spec: Spec, url: str, manifest: Manifest, pool_size: int | None = None
+    ) -> Server:
         """Start a server (without waiting for it: both start at once, to save time)."""
         tag = self.db.database_name(spec)
         if self.pool_size is None:
@@ -142,8 +149,9 @@ class Bench:
                     " for both servers so that their pools fit"
                 )
         log(f"starting {name} on {tag}")
-        pool = None if self.pool_size == DEFAULT_POOL_SIZE else self.pool_size
-        deployment = Deployment(url, manifest.pepper, self.storage, pool)
+        if pool_size is None and self.pool_size != DEFAULT_POOL_SIZE:
+            pool_size = self.pool_size
+        deployment = Deployment(url, manifest.pepper, self.storage, pool_size)
         return launch(self.children, name, tag, deployment)
 
     def trees(
@@ -162,7 +170,13 @@ class Bench:
         return trees
 
     def saturate(
-        self, server: Server, mix: Path, duration: float, pg_pid: int | None, url: str
+        self,
+        server: Server,
+        mix: Path,
+        duration: float,
+        pg_pid: int | None,
+        url: str,
+        connections: int | None = None,
     ) -> Json:
         plan = self.plan
         # The pools are filled by the warm-up and keep their connections: these backends
@@ -175,7 +189,7 @@ class Bench:
             server.base_url,
             mix,
             duration=duration,
-            connections=plan.connections,
+            connections=connections or plan.connections,
             threads=plan.threads,
             timeout=plan.timeout,
         )
@@ -276,23 +290,9 @@ def measure(bench: Bench) -> Json:
     if plan.profile:
         profile = profile_service(bench, service, mix, pg_pid, url, log)
 
-    scaling = [scale_point(bench, service, plan.main, mix, manifest, url, scale_rate)]
     bench.children.release(baseline.proc)
     bench.children.release(service.proc)
-    for spec in plan.scale:
-        if spec != plan.main:
-            scale_url, scale_manifest, scale_mix = bench.prepare(spec)
-            server = bench.launch("service", spec, scale_url, scale_manifest)
-            wait_ready(server, log)
-            try:
-                scaling.append(
-                    scale_point(
-                        bench, server, spec, scale_mix, scale_manifest, scale_url, scale_rate
-                    )
-                )
-            finally:
-                bench.children.release(server.proc)
-    scaling.sort(key=lambda point: int(point["rows"]))
+    scaling = measure_scaling(bench, scale_rate)
 
     return {
         "manifest": manifest,
@@ -307,29 +307,55 @@ def measure(bench: Bench) -> Json:
     }
 
 
-def scale_point(
-    bench: Bench,
-    server: Server,
-    spec: Spec,
-    mix: Path,
-    manifest: Manifest,
-    url: str,
-    rate: float,
-) -> Json:
-    """p50 of an open-loop run at a modest fixed rate, after a short warm-up."""
+def measure_scaling(bench: Bench, rate: float) -> list[Json]:
+    """p50 at each size, the sizes measured alike: a fresh service per size, all running at
+    once and warmed the same way (every key cached in both workers), then open-loop runs at
+    one modest rate, interleaved over rounds (10k, 1M, 10M, 10k, …) so that drift on the
+    machine hits every size alike; medians per size. (Measured one size after another, with
+    the 1M service the one warm from the saturation runs, the p50s of two runs of the same
+    size differed by up to 40%: at 200 req/s, latency depends on how awake the machine is.)"""
     plan = bench.plan
-    bench.saturate(server, mix, plan.warmup, None, url)
-    result = bench.open_loop(server, mix, rate, plan.open_loop)
-    log(
-        f"latency at {spec.rows:,} rows: p50 {result['p50_ms']:.2f} ms, "
-        f"p99 {result['p99_ms']:.2f} ms ({rate:g} req/s)"
-    )
-    return {
-        "rows": spec.rows,
-        "database": bench.db.database_name(spec),
-        "load_seconds": manifest.load_seconds,
-        **{k: result[k] for k in ("rate", "p50_ms", "p90_ms", "p99_ms", "max_ms", "timeouts")},
-    }
+    sizes = []
+    try:
+        for spec in plan.scale:
+            url, manifest, mix = bench.prepare(spec)
+            # A small pool: at this rate a worker uses a few connections, and every size's
+            # service runs at once.
+            server = bench.launch("service", spec, url, manifest, pool_size=SCALE_POOL_SIZE)
+            sizes.append((spec, manifest, mix, url, server))
+        for _, _, mix, url, server in sizes:
+            wait_ready(server, log)
+            bench.saturate(
+                server, mix, plan.warmup, None, url, connections=SCALE_WARMUP_CONNECTIONS
+            )
+        runs: dict[int, list[Json]] = {spec.rows: [] for spec, *_ in sizes}
+        for number in range(1, plan.scale_rounds + 1):
+            for spec, _, mix, _, server in sizes:
+                result = bench.open_loop(server, mix, rate, plan.open_loop)
+                runs[spec.rows].append(result)
+                log(
+                    f"latency at {spec.rows:,} rows, round {number}/{plan.scale_rounds}: p50 "
+                    f"{result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms ({rate:g} req/s)"
+                )
+    finally:
+        for *_, server in sizes:
+            bench.children.release(server.proc)
+    return [
+        {
+            "rows": spec.rows,
+            "database": bench.db.database_name(spec),
+            "load_seconds": manifest.load_seconds,
+            "rate": rate,
+            "rounds": len(runs[spec.rows]),
+            **{
+                key: report.median_of(runs[spec.rows], key)
+                for key in ("p50_ms", "p90_ms", "p99_ms")
+            },
+            "max_ms": max(float(r["max_ms"]) for r in runs[spec.rows]),
+            "timeouts": sum(int(r["timeouts"]) for r in runs[spec.rows]),
+        }
+        for spec, manifest, *_ in sorted(sizes, key=lambda size: size[0].rows)
+    ]
 
 
 def git(*args: str) -> str:
