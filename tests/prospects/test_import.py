@@ -769,6 +769,8 @@ async def test_an_exception_mid_import_writes_nothing(
 ) -> None:
     monkeypatch.setattr(importer, "_YIELD_EVERY", 1000)
     monkeypatch.setattr(importer, "PROGRESS_EVERY", 10_000)
+    # Stopped with chunks' persons created and the next chunk's statement under way.
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 3_000)
     group, before, persons = await base_state(import_engine, tmp_path, uid)
     seen: list[int] = []
 
@@ -790,6 +792,8 @@ async def test_cancellation_mid_import_writes_nothing(
 ) -> None:
     monkeypatch.setattr(importer, "_YIELD_EVERY", 1000)
     monkeypatch.setattr(importer, "PROGRESS_EVERY", 10_000)
+    # Stopped with chunks' persons created and the next chunk's statement under way.
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 3_000)
     group, before, persons = await base_state(import_engine, tmp_path, uid)
     path = big_file(tmp_path / "rows.csv", uid, 20_000)
 
