@@ -89,7 +89,10 @@ ANALYSIS = "\n".join(
         "per million rows and table (PostgreSQL's regex engine builds its automaton anew for",
         "every row; 1M rows into a persons-like table: 8.0 s with it, 5.3 s without, 6.7 s with",
         "`length(id) = 24 AND ltrim(id, '0123456789abcdef') = ''`). Replacing it is a schema",
-        "change that would speed up the import and the baseline COPY alike.",
+        "change that would speed up the import and the baseline COPY alike. On this machine it",
+        "is cheaper: over persons' 2M ids the regex takes 1.38 s, the ltrim form 0.92 s, a",
+        "bare length test 0.18 s, i.e. ~0.6 µs per row and ~0.25 s to gain per million rows and",
+        "table: not worth a migration on two large tables.",
     ]
 )
 
