@@ -68,6 +68,11 @@ def _target(name: str, wanted: str, value: str, passed: bool | None) -> Json:
     return {"name": name, "target": wanted, "value": value, "pass": passed}
 
 
+def _pg(run: Json) -> str:
+    value = run.get("pg_cpu_us_per_lookup")
+    return "n/a" if value is None else f"{value:.0f} us"
+
+
 def targets(results: Json) -> list[Json]:
     service = results["saturation"]["service"]
     baseline = results["saturation"]["baseline"]
@@ -121,15 +126,22 @@ def targets(results: Json) -> list[Json]:
             else "not run (--rows-10m)"
         )
         out.append(_target("p50 at 10M rows vs 10k rows", "<= 1.2x", shown, None))
-    s_pg, b_pg = service["pg_cpu_us_per_lookup"], baseline["pg_cpu_us_per_lookup"]
-    out.append(
-        _target(
-            "PostgreSQL CPU per lookup",
-            "<= baseline's",
-            f"{s_pg:.0f} us vs {b_pg:.0f} us",
-            s_pg <= b_pg,
+    # Judged where both servers answer the same rate (the open loop at half the service's
+    # peak): at saturation the faster server's PostgreSQL backends find their next query
+    # waiting more often and sleep less, which lowers its CPU per query whatever the query.
+    # The saturation figures stay in the value and in the tables.
+    b_half = results["open_loop"]["baseline"]["half_peak"]
+    s_pg, b_pg = half.get("pg_cpu_us_per_lookup"), b_half.get("pg_cpu_us_per_lookup")
+    s_sat, b_sat = service["pg_cpu_us_per_lookup"], baseline["pg_cpu_us_per_lookup"]
+    if s_pg is None or b_pg is None:
+        shown, passed = f"{s_sat:.0f} us vs {b_sat:.0f} us (saturation)", s_sat <= b_sat
+    else:
+        shown = (
+            f"{s_pg:.0f} us vs {b_pg:.0f} us at the same rate; "
+            f"{s_sat:.0f} us vs {b_sat:.0f} us at saturation"
         )
-    )
+        passed = s_pg <= b_pg
+    out.append(_target("PostgreSQL CPU per lookup", "<= baseline's", shown, passed))
     return out
 
 
@@ -173,12 +185,12 @@ def table(results: Json) -> str:
         f"| Errors (non-2xx + socket) / timeouts | {s['errors']} / {s['timeouts']} | "
         f"{b['errors']} / {b['timeouts']} |",
         f"| CPU, cores busy | {_cores(s)} | {_cores(b)} |",
-        f"| PostgreSQL CPU per lookup | {s['pg_cpu_us_per_lookup']:.0f} us | "
+        f"| PostgreSQL CPU per lookup (client backends) | {s['pg_cpu_us_per_lookup']:.0f} us | "
         f"{b['pg_cpu_us_per_lookup']:.0f} us |",
         f"| **Ratio service / baseline** | **{results['ratio']:.2f}x** | |",
         "",
-        "| Open loop (latency from the scheduled send time) | Service p50 / p99 / max (ms) "
-        "| Baseline p50 / p99 / max (ms) |",
+        "| Open loop (latency from the scheduled send time) | Service p50 / p99 / max (ms); "
+        "PostgreSQL CPU per lookup | Baseline p50 / p99 / max (ms); PostgreSQL CPU per lookup |",
         "|---|---:|---:|",
     ]
     for key in ("half_peak", "rate_500"):
@@ -192,8 +204,10 @@ def table(results: Json) -> str:
             f"| {label} (errors+timeouts "
             f"{s_run['non2xx'] + s_run['errors'] + s_run['timeouts']} / "
             f"{b_run['non2xx'] + b_run['errors'] + b_run['timeouts']}) | "
-            f"{s_run['p50_ms']:.2f} / {s_run['p99_ms']:.2f} / {s_run['max_ms']:.1f} | "
-            f"{b_run['p50_ms']:.2f} / {b_run['p99_ms']:.2f} / {b_run['max_ms']:.1f} |"
+            f"{s_run['p50_ms']:.2f} / {s_run['p99_ms']:.2f} / {s_run['max_ms']:.1f}; "
+            f"{_pg(s_run)} | "
+            f"{b_run['p50_ms']:.2f} / {b_run['p99_ms']:.2f} / {b_run['max_ms']:.1f}; "
+            f"{_pg(b_run)} |"
         )
     lines += [
         "",

@@ -204,7 +204,19 @@ class Bench:
         run["pg_backends"] = len(backends)
         return run
 
-    def open_loop(self, server: Server, mix: Path, rate: float, duration: float) -> Json:
+    def open_loop(
+        self,
+        server: Server,
+        mix: Path,
+        rate: float,
+        duration: float,
+        pg_pid: int | None = None,
+        url: str = "",
+    ) -> Json:
+        """One open-loop run; with `pg_pid`, also the CPU of each process tree and of the
+        database's client backends per lookup (both servers face the same rate here, unlike
+        at saturation)."""
+        backends = client_backends(url) if pg_pid is not None else []
         argv = [
             sys.executable,
             "-m",
@@ -217,8 +229,10 @@ class Bench:
             f"--timeout={self.plan.timeout}",
         ]
         proc = self.children.spawn("openloop", argv, cwd=ROOT, capture_stdout=True)
+        trees = self.trees(server, proc.pid, pg_pid, backends)
         try:
-            stdout, _ = proc.communicate(timeout=duration + self.plan.timeout + 30)
+            with CpuMeter(trees, nested=("pg_backends",)) as meter:
+                stdout, _ = proc.communicate(timeout=duration + self.plan.timeout + 30)
         except subprocess.TimeoutExpired:
             raise HarnessError("the open-loop generator did not finish in time") from None
         finally:
@@ -231,6 +245,13 @@ class Bench:
         result: Json = json.loads(stdout)
         # Its own CPU share: near one core means it, not the server, set the pace.
         result["generator_cores"] = round(result["generator_cpu_s"] / result["wall_s"], 2)
+        if pg_pid is not None:
+            cores = meter.cores()
+            cores.pop("pg_backends", None)
+            result["cpu_cores"] = cores
+            pg_seconds = meter.seconds.get("pg_backends", 0.0)
+            answered = max(int(result["completed"]), 1)
+            result["pg_cpu_us_per_lookup"] = round(pg_seconds / answered * 1e6, 1)
         return result
 
 
@@ -273,10 +294,11 @@ def measure(bench: Bench) -> Json:
     open_loop: dict[str, Json] = {"service": {}, "baseline": {}}
     for key, rate in (("half_peak", max(1.0, peak / 2)), ("rate_500", 500.0)):
         for server in servers:
-            result = bench.open_loop(server, mix, rate, plan.open_loop)
+            result = bench.open_loop(server, mix, rate, plan.open_loop, pg_pid, url)
             open_loop[server.name][key] = result
             log(
                 f"open loop {server.name} at {rate:,.0f} req/s: p50 {result['p50_ms']:.2f} ms, "
+                f"PostgreSQL {result['pg_cpu_us_per_lookup']:.0f} us per lookup, "
                 f"p99 {result['p99_ms']:.2f} ms, max {result['max_ms']:.1f} ms, "
                 f"send lag p99 {result['lag_p99_ms']:.2f} ms, "
                 f"generator {result['generator_cores']:.2f} cores; slowest seconds "
