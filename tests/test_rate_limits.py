@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from fastapi import FastAPI
 from sonarly_api.app import create_app
 from sonarly_api.auth import keys
 from sonarly_api.errors import RateLimited
-from sonarly_api.ratelimit import RateLimits, _MemoryCounters
+from sonarly_api.ratelimit import RateLimits, _MemoryCounters, _RedisCounters
 from tests.conftest import Factory, bearer, make_settings, started
 
 
@@ -215,3 +216,35 @@ class TestMemoryCounters:
 
         assert len(counters) == 4_001  # the new windows and "live": nothing that ended
         assert await counters.add("live", 1, 600) == (8, 600.0)
+
+
+class TestRedisCounters:
+    async def test_a_burst_of_increments_shares_round_trips_and_each_gets_its_own_window(
+        self,
+    ) -> None:
+        import redis.asyncio as redis
+
+        url = redis_url()
+        admin = redis.from_url(url)
+        await admin.flushdb()
+        counters = _RedisCounters(url)
+        try:
+            await counters.add("warm", 1, 60)  # loads the script
+            before = await admin.info("commandstats")
+            started = time.time()
+            # More at once than redis-py's pool has connections (100): one command per
+            # increment used to fail past that.
+            results = await asyncio.gather(*(counters.add(f"k{i}", i + 1, 60) for i in range(300)))
+            again = await counters.add("k7", 5, 60)
+            after = await admin.info("commandstats")
+        finally:
+            await counters.close()
+            await admin.flushdb()
+            await admin.aclose()
+
+        assert [count for count, _ in results] == [i + 1 for i in range(300)]
+        assert all(started + 59 < end <= time.time() + 60 for _, end in results)
+        assert again[0] == 8 + 5  # k7 counted 8, then 5 more in the same window
+        assert abs(again[1] - results[7][1]) < 1
+        calls = after["cmdstat_evalsha"]["calls"] - before["cmdstat_evalsha"]["calls"]
+        assert calls <= 3  # the burst in one or two batches, then the lone increment
