@@ -196,5 +196,16 @@ async def rotate_key(
     )
 
 
-async def touch_last_used(conn: AsyncConnection, key_ids: Sequence[str]) -> None:
-    await conn.execute(update(ApiKey).where(ApiKey.id.in_(key_ids)).values(last_used_at=func.now()))
+# One array parameter rather than an expanding IN: with a thousand keys, SQLAlchemy's
+# expansion of a bind per id cost 6-18 ms of the event loop's CPU once a minute per worker.
+_TOUCH_LAST_USED = DriverStatement.compile(
+    update(ApiKey)
+    .where(ApiKey.id == any_(bindparam("key_ids", type_=ARRAY(ApiKey.id.type))))
+    .values(last_used_at=func.now())
+)
+
+
+async def touch_last_used(db: Database, key_ids: Sequence[str]) -> None:
+    """One UPDATE for all `key_ids` (autocommit: a single statement; repeating it is harmless,
+    so `Database.fetch` may retry it on another connection)."""
+    await db.fetch(_TOUCH_LAST_USED, key_ids=list(key_ids))

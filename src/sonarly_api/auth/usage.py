@@ -41,7 +41,7 @@ class UsageRecorder:
             return
         key_ids, self._seen = self._seen, set()
         try:
-            await self._db.write(touch_last_used, sorted(key_ids))
+            await touch_last_used(self._db, sorted(key_ids))
         except Exception as exc:
             self._seen |= key_ids
             logger.warning("could not record key use (%s)", type(exc).__name__)
