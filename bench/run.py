@@ -372,22 +372,20 @@ def measure_scaling(bench: Bench, rate: float) -> list[Json]:
     finally:
         for *_, server in sizes:
             bench.children.release(server.proc)
-    return [
-        {
-            "rows": spec.rows,
-            "database": bench.db.database_name(spec),
-            "load_seconds": manifest.load_seconds,
-            "rate": rate,
-            "rounds": len(runs[spec.rows]),
-            **{
-                key: report.median_of(runs[spec.rows], key)
-                for key in ("p50_ms", "p90_ms", "p99_ms")
-            },
-            "max_ms": max(float(r["max_ms"]) for r in runs[spec.rows]),
-            "timeouts": sum(int(r["timeouts"]) for r in runs[spec.rows]),
-        }
-        for spec, manifest, *_ in sorted(sizes, key=lambda size: size[0].rows)
-    ]
+    points = []
+    for spec, manifest, *_ in sorted(sizes, key=lambda size: size[0].rows):
+        summary = report.summarize_open_loop(runs[spec.rows])
+        points.append(
+            {
+                "rows": spec.rows,
+                "database": bench.db.database_name(spec),
+                "load_seconds": manifest.load_seconds,
+                "rounds": len(runs[spec.rows]),
+                **{k: summary[k] for k in ("rate", "p50_ms", "p90_ms", "p99_ms", "max_ms")},
+                "timeouts": summary["timeouts"],
+            }
+        )
+    return points
 
 
 def git(*args: str) -> str:

@@ -170,7 +170,8 @@ class Database:
         built with Core (see `DriverStatement`); only its execution bypasses the
         Connection/Result machinery, which cost more CPU than the query itself (see
         docs/performance.md). asyncpg caches the prepared statement per connection, and no
-        transaction is opened: a single SELECT needs none.
+        transaction is opened: a single statement needs none. It may run twice (see below),
+        so it must be a read or a write that is harmless to repeat.
         """
         pooled = self._held.pop() if self._held else await self.engine.raw_connection()
         for attempt in (1, 2):
@@ -181,8 +182,7 @@ class Database:
                 )
             except DISCONNECT_ERRORS as exc:
                 # Drop this connection and those held with it (likely gone too, e.g. after a
-                # PostgreSQL restart), then retry once, on a connection from the pool: a read
-                # is safe to retry.
+                # PostgreSQL restart), then retry once, on a connection from the pool.
                 for dropped in (pooled, *self._take_held()):
                     dropped.invalidate(exc)
                     dropped.close()
