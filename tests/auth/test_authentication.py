@@ -191,6 +191,8 @@ class TestKeyCache:
             return await original(*args)
 
         monkeypatch.setattr(authenticator, "principal_by_hash", counting)
+        # Three keys in chunks of two: the last chunk, shorter, is re-read too.
+        monkeypatch.setattr(authenticator, "_REVERIFY_CHUNK", 2)
         app = create_app(make_settings(database_url, key_cache_ttl_seconds=0.4))
         async for running in started(app):
             async with client_for(running) as client:
