@@ -33,6 +33,7 @@ class Stats:
     latencies: list[float] = field(default_factory=list)
     sent_at: list[float] = field(default_factory=list)  # what each latency counts from
     lags: list[float] = field(default_factory=list)
+    lag_due: list[float] = field(default_factory=list)  # when each lagging request was due
     completed: int = 0
     non2xx: int = 0
     errors: int = 0
@@ -44,10 +45,16 @@ class Stats:
 
     def worst_seconds(self, start: float, count: int = 5) -> list[dict[str, float]]:
         """The seconds of the run whose slowest answer was slowest: when a tail comes from
-        a few stalls, they show here (and at what second of the run)."""
+        a few stalls, they show here (and at what second of the run), with the generator's
+        own worst send lag in that second: a stall of the generator, not of the server,
+        shows there too."""
         seconds: dict[int, list[float]] = {}
         for sent_at, latency in zip(self.sent_at, self.latencies, strict=True):
             seconds.setdefault(int(sent_at - start), []).append(latency)
+        lag_max: dict[int, float] = {}
+        for due, lag in zip(self.lag_due, self.lags, strict=True):
+            second = int(due - start)
+            lag_max[second] = max(lag, lag_max.get(second, 0.0))
         worst = sorted(seconds.items(), key=lambda item: max(item[1]), reverse=True)[:count]
         return [
             {
@@ -55,6 +62,7 @@ class Stats:
                 "requests": len(values),
                 "p50_ms": round(percentile(values, 0.5) * 1000, 3),
                 "max_ms": round(max(values) * 1000, 3),
+                "lag_max_ms": round(lag_max.get(second, 0.0) * 1000, 3),
             }
             for second, values in worst
         ]
@@ -249,6 +257,7 @@ async def run(
                 pool.idle.append(client)
                 continue
             stats.lags.append(max(0.0, now - due))
+            stats.lag_due.append(due)
             client.send(requests[request_index % len(requests)], min(now, due))
         pool.top_up()
         if index < total:

@@ -311,7 +311,8 @@ def measure(bench: Bench) -> Json:
                     f"{result['lag_p99_ms']:.2f} ms, generator {result['generator_cores']:.2f} "
                     "cores; slowest seconds "
                     + ", ".join(
-                        f"t={w['second']}s max {w['max_ms']:.0f} ms"
+                        f"t={w['second']}s max {w['max_ms']:.0f} ms (send lag "
+                        f"{w['lag_max_ms']:.0f})"
                         for w in result["worst_seconds"][:3]
                     )
                 )
