@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import identity, report
+from bench import identity, report, stalls
 from bench.cpu import CpuMeter, Tree, busy_cores, listener_pid
 from bench.dataset import (
     DbServer,
@@ -67,6 +67,7 @@ class Plan:
     threads: int = 2
     timeout: float = 2.0
     profile: bool = False
+    stall_probe: bool = False
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -109,7 +110,7 @@ def plan(args: argparse.Namespace) -> Plan:
         chosen = replace(chosen, rounds=args.rounds)
     if args.duration:
         chosen = replace(chosen, duration=args.duration)
-    return replace(chosen, profile=args.profile)
+    return replace(chosen, profile=args.profile, stall_probe=args.stall_probe)
 
 
 def log(message: str) -> None:
@@ -154,7 +155,8 @@ class Bench:
         log(f"starting {name} on {tag}")
         if pool_size is None and self.pool_size != DEFAULT_POOL_SIZE:
             pool_size = self.pool_size
-        deployment = Deployment(url, manifest.pepper, self.storage, pool_size)
+        probe = LOG_DIR / "stalls" if self.plan.stall_probe else None
+        deployment = Deployment(url, manifest.pepper, self.storage, pool_size, probe)
         return launch(self.children, name, tag, deployment)
 
     def trees(
@@ -231,6 +233,7 @@ class Bench:
             f"--connections={self.plan.connections}",
             f"--timeout={self.plan.timeout}",
         ]
+        started = time.time()
         proc = self.children.spawn("openloop", argv, cwd=ROOT, capture_stdout=True)
         trees = self.trees(server, proc.pid, pg_pid, backends)
         try:
@@ -248,6 +251,8 @@ class Bench:
         result: Json = json.loads(stdout)
         # Its own CPU share: near one core means it, not the server, set the pace.
         result["generator_cores"] = round(result["generator_cpu_s"] / result["wall_s"], 2)
+        if server.stall_dir is not None:
+            result["stalls"] = stalls.summarize(server.stall_dir, started, time.time())
         if pg_pid is not None:
             cores = meter.cores()
             cores.pop("pg_backends", None)
@@ -316,6 +321,8 @@ def measure(bench: Bench) -> Json:
                         for w in result["worst_seconds"][:3]
                     )
                 )
+                if "stalls" in result:
+                    log(f"  {server.name}: {stalls.describe(result['stalls'])}")
         for name, server_runs in loops.items():
             open_loop[name][key] = report.summarize_open_loop(server_runs)
 
@@ -451,6 +458,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=0, help="saturation rounds per server")
     parser.add_argument("--duration", type=float, default=0, help="seconds per saturation run")
     parser.add_argument("--profile", action="store_true", help="py-spy a service worker")
+    parser.add_argument(
+        "--stall-probe",
+        action="store_true",
+        help="both servers' event-loop stalls, split into running, waiting for a core, blocked",
+    )
     args = parser.parse_args(argv)
     chosen = plan(args)
     install_signal_handlers()

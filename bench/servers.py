@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+from bench import stalls
 from bench.procs import Children, HarnessError, Log, free_port, log_tail
 from sonarly_api.config import environment_variables
 
@@ -38,6 +39,7 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    stall_dir: Path | None = None  # where its stall probe writes (--stall-probe)
 
     @property
     def base_url(self) -> str:
@@ -72,6 +74,7 @@ class Deployment:
     pepper: str
     storage: str  # rate-limit storage URI (the service only)
     pool_size: int | None = None  # DB_POOL_SIZE; None keeps the service's default
+    stall_probe: Path | None = None  # --stall-probe: the probes' root directory
 
 
 def pool_size_for(max_connections: int, in_use: int) -> int | None:
@@ -138,8 +141,14 @@ def launch(children: Children, name: str, tag: str, deployment: Deployment) -> S
     """Start `name` ("service" or "baseline"); `wait_ready` tells when it serves."""
     port = free_port()
     argv = _service_argv(port) if name == "service" else _baseline_argv(port)
-    proc = children.spawn(f"{name}-{tag}", argv, env=_env(deployment), cwd=ROOT)
-    return Server(name, port, proc, children.log_path(f"{name}-{tag}"))
+    env = _env(deployment)
+    stall_dir = None
+    if deployment.stall_probe is not None:
+        stall_dir = stalls.fresh_directory(deployment.stall_probe, f"{name}-{tag}")
+        env["PYTHONPATH"] = os.pathsep.join((str(stalls.PROBE_PATH), env["PYTHONPATH"]))
+        env["STALL_PROBE_DIR"] = str(stall_dir)
+    proc = children.spawn(f"{name}-{tag}", argv, env=env, cwd=ROOT)
+    return Server(name, port, proc, children.log_path(f"{name}-{tag}"), stall_dir)
 
 
 def _answers(server: Server) -> bool:
