@@ -434,6 +434,7 @@ def assemble(bench: Bench, measured: Json) -> Json:
             "db_pool_size": bench.pool_size,
             "rate_limit_storage": bench.storage,
             "machine_busy_before_cores": bench.busy_before,
+            "stall_probe": plan.stall_probe,
             "service": "sonarly-api serve --workers 2 (default logging: JSON access line per "
             "request; METRICS_TOKEN set: /metrics on; RATE_LIMIT and AUTH_FAILURE_RATE_LIMIT "
             "100000000/minute)",
