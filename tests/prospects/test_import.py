@@ -512,6 +512,35 @@ async def test_the_last_row_for_a_person_and_provider_id_wins(
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
 
 
+async def test_the_last_row_wins_for_a_person_the_import_creates(
+    import_engine: AsyncEngine, tmp_path: Path, uid: str, chunk_rows: None
+) -> None:
+    """The chunk that creates a person creates its prospects; a later row for the same
+    person and provider id (in a later chunk too) updates that prospect, which still counts
+    once, as created."""
+    group = await make_group(import_engine)
+    path = csv_file(
+        tmp_path / "rows.csv",
+        f"p-{uid},,alice-{uid},,First,,",
+        f"q-{uid},,bob-{uid},,Bob,,",
+        f"p-{uid},,,https://li/alice-{uid},Lost,,",  # a person of its own
+        f"p-{uid},,alice-{uid},,Third,Acme,",
+        f"q-{uid},,bob-{uid},,Bob,,",  # the same values
+    )
+    summary = await import_prospects(import_engine, group, path)
+
+    assert (summary.rows_read, summary.created, summary.updated, summary.unchanged) == (5, 3, 0, 2)
+    rows = await prospects(import_engine, group)
+    named = {(r["provider_id"], r["person_public_identifier"]): r for r in rows}
+    alice = named[(f"p-{uid}", f"alice-{uid}")]
+    assert (alice["name"], alice["company_name"]) == ("Third", "Acme")
+    assert named[(f"q-{uid}", f"bob-{uid}")]["name"] == "Bob"
+    assert named[(f"p-{uid}", None)]["name"] == "Lost"
+    again = await import_prospects(import_engine, group, path)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 5)
+    assert await prospects(import_engine, group) == rows
+
+
 # --- invalid rows ---------------------------------------------------------------------------
 
 

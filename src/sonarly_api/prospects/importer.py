@@ -1,11 +1,12 @@
 """Bulk import of prospects from a CSV or JSON Lines file (optionally gzipped).
 
 One transaction: the file is streamed, validated in Python and COPYed into a temporary
-staging table in chunks; each chunk's missing persons are created by one set-based
-statement that runs while Python parses the next chunk, and a handful of set-based
-statements then insert or update the prospects. Nothing is written row by row, memory
-stays flat whatever the file size, and any failure (or cancellation) leaves the database
-as it was.
+staging table in chunks. Each chunk's missing persons, and the prospects of the rows whose
+person it creates (which cannot have a prospect yet: usually most of a file of new
+prospects), are created by one set-based statement that runs while Python parses the next
+chunk; a handful of set-based statements then insert or update the prospects of the other
+rows. Nothing is written row by row, memory stays flat whatever the file size, and any
+failure (or cancellation) leaves the database as it was.
 
 Rules (see the tests for each):
 - Identity: `personId` if given, else `publicIdentifier`, else `linkedinUrl`; persons are
@@ -136,7 +137,9 @@ async def import_prospects(
             async with engine.begin() as conn:
                 await _begin(conn, group)
                 report = _reporter(on_progress, on_bytes_read, position)
-                await _stage(conn, _feed(rows, tally, skip_invalid, rejects, report))
+                chunk_created = await _stage(
+                    conn, group, _feed(rows, tally, skip_invalid, rejects, report)
+                )
                 if tally.rejected and not skip_invalid:
                     raise ImportFailed(
                         f"{tally.rejected} invalid row(s) out of {tally.rows_read}; nothing was"
@@ -147,6 +150,7 @@ async def import_prospects(
                         rejected=tally.rejected,
                     )
                 created, updated = await _apply(conn, group)
+                created += chunk_created
         except BadFile as exc:
             raise _failed(exc, tally) from None
         rejects.commit()
@@ -280,19 +284,21 @@ async def _begin(conn: AsyncConnection, group: str) -> None:
     await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _IMPORT_LOCK_KEY})
 
 
-async def _stage(conn: AsyncConnection, rows: AsyncGenerator[StagedRow, None]) -> None:
-    """COPY the rows into a temporary table that lives until the end of the transaction
-    (no index while loading), chunk by chunk, creating each chunk's new persons while the
-    next chunk is parsed (see `_ChunkPersons`)."""
+async def _stage(conn: AsyncConnection, group: str, rows: AsyncGenerator[StagedRow, None]) -> int:
+    """COPY the rows chunk by chunk into a temporary table that lives until the end of the
+    transaction (no index while loading); each chunk's statement (see `_Chunk`) runs while
+    Python parses the next chunk and leaves in `import_rows` the rows it did not import.
+    Returns the number of prospects the chunks created."""
     driver = await _driver(conn)
-    await conn.execute(
-        text(
-            "CREATE TEMP TABLE import_rows (line bigint NOT NULL, provider_id text NOT NULL,"
-            " person_id text, public_identifier text, linkedin_url text, name text,"
-            " company_name text, title text) ON COMMIT DROP"
+    for table in ("import_chunk", "import_rows"):
+        await conn.execute(
+            text(
+                f"CREATE TEMP TABLE {table} (line bigint NOT NULL, provider_id text NOT NULL,"
+                " person_id text, public_identifier text, linkedin_url text, name text,"
+                " company_name text, title text) ON COMMIT DROP"
+            )
         )
-    )
-    persons = _ChunkPersons(driver)
+    chunk_sql = _Chunk(driver, group)
     await conn.execute(text(_PROBE_PLANS))
     pending: asyncio.Task[None] | None = None
     try:
@@ -300,11 +306,13 @@ async def _stage(conn: AsyncConnection, rows: AsyncGenerator[StagedRow, None]) -
             async for chunk in _chunks(rows, CHUNK_ROWS):
                 if pending is not None:
                     await pending
+                # Created in this transaction: emptied in place, no new file.
+                await driver.execute("TRUNCATE import_chunk")
                 await driver.copy_records_to_table(
-                    "import_rows", records=chunk, columns=_STAGING_COLUMNS
+                    "import_chunk", records=chunk, columns=_STAGING_COLUMNS
                 )
                 # Runs on the server while this coroutine parses the next chunk.
-                pending = asyncio.create_task(persons.create(first_line=chunk[0][0]))
+                pending = asyncio.create_task(chunk_sql.run())
         if pending is not None:
             await pending
     finally:
@@ -315,6 +323,7 @@ async def _stage(conn: AsyncConnection, rows: AsyncGenerator[StagedRow, None]) -
     await conn.execute(text("ANALYZE import_rows"))
     # For "not named by a personId in this file": an index probe, whatever the plan.
     await conn.execute(text("CREATE INDEX ON import_rows (person_id) WHERE person_id IS NOT NULL"))
+    return chunk_sql.prospects_created
 
 
 async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
@@ -349,30 +358,33 @@ async def _abandon(task: asyncio.Task[None]) -> None:
         task.exception()  # retrieved: the error that matters is the one being raised
 
 
-class _ChunkPersons:
-    """Creates the persons that each staged chunk finds by publicIdentifier or linkedinUrl,
-    chunk after chunk in file order: which is "as if rows were processed in file order"
-    (the persons earlier chunks created are then simply existing persons). It runs on the
-    server while Python parses the next chunk, so the two cores work at once.
+class _Chunk:
+    """One staged chunk (`import_chunk`), in file order after the chunks before it: creates
+    the persons its rows find by publicIdentifier or linkedinUrl, which is "as if rows were
+    processed in file order" (the persons earlier chunks created are then simply existing
+    persons), and the prospects of the rows whose person it has just created, which cannot
+    have a prospect yet. Its other rows go to `import_rows`, for `_apply`.
 
-    A chunk's rows are those COPY appended: from the page where the previous chunk's last
-    row is (which COPY may have filled up), with a line from the chunk's first on."""
+    It runs on the server while Python parses the next chunk, so the two cores work at once,
+    and most of a file of new prospects is written by then."""
 
-    def __init__(self, driver: asyncpg.Connection) -> None:
+    def __init__(self, driver: asyncpg.Connection, group: str) -> None:
         self._driver = driver
-        self._sql = _CHUNK_PERSONS.format(new_id=_sql_id(_id_prefix(), "($3::bigint + n)"))
-        self._created = 0  # numbers the new ids across chunks
-        self._page = 0  # of import_rows, where the previous chunk ended
-
-    async def create(self, first_line: int) -> None:
-        start = (self._page, 0)  # a TID: (page, item)
-        status = await self._driver.execute(self._sql, start, first_line, self._created)
-        self._created += int(status.split()[-1])  # "INSERT 0 <rows>"
-        # Not pg_relation_size: a temporary table's pages may be in local buffers only.
-        self._page = await self._driver.fetchval(
-            "SELECT (max(ctid)::text::point)[0]::bigint FROM import_rows WHERE ctid >= $1",
-            start,
+        self._group = group
+        self._sql = _CHUNK.format(
+            person_id=_sql_id(_id_prefix(), "($2::bigint + n)"),
+            prospect_id=_sql_id(_id_prefix(), "($3::bigint + n)"),
         )
+        # Number the new ids across chunks.
+        self.persons_created = 0
+        self.prospects_created = 0
+
+    async def run(self) -> None:
+        persons, prospects = await self._driver.fetchrow(
+            self._sql, self._group, self.persons_created, self.prospects_created
+        )
+        self.persons_created += persons
+        self.prospects_created += prospects
 
 
 def _id_prefix() -> str:
@@ -391,7 +403,8 @@ def _sql_id(prefix: str, counter: str) -> str:
 
 
 async def _apply(conn: AsyncConnection, group: str) -> tuple[int, int]:
-    """Create the missing persons, then insert/update prospects. Returns (created, updated).
+    """For the rows the chunks left in `import_rows`: create the missing persons, then
+    insert/update prospects. Returns (created, updated).
 
     Rows are inserted in index order (and their new ids numbered in that order) so that
     each B-tree is filled left to right instead of at random: about twice as fast.
@@ -423,30 +436,32 @@ ORDER BY person_id COLLATE "C"
 ON CONFLICT (id) DO NOTHING
 """
 
-# While staging, one chunk's statements are planned as index probes: a chunk is small
-# against persons, whose statistics may also be stale (a hash join would read all of
-# persons for every chunk, a sequential scan planned for a "small" persons table would
-# read all of it for every row).
+# While staging, one chunk's statements are planned as index probes into persons: a chunk
+# is small against persons, whose statistics may also be stale (a sequential scan would read
+# all of persons for every chunk, or, planned for a "small" persons table, for every row).
+# Hash joins stay on: the chunk's own rows are joined to each other by hashing. This holds
+# for the reference check of `prospects` (revision 0002) run by each chunk's insert too.
 _PROBE_PLANS = """
-SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
-       set_config('enable_seqscan', 'off', true)
+SELECT set_config('enable_mergejoin', 'off', true), set_config('enable_seqscan', 'off', true)
 """
 _DEFAULT_PLANS = """
 SELECT set_config(name, reset_val, true) FROM pg_settings
-WHERE name IN ('enable_hashjoin', 'enable_mergejoin', 'enable_seqscan')
+WHERE name IN ('enable_mergejoin', 'enable_seqscan')
 """
 
-# One chunk's persons found by publicIdentifier, else linkedinUrl, created if missing, as if
-# rows were processed in file order: a public identifier's person is created by its first
-# row, with that row's LinkedIn URL unless an existing person has it or an earlier row
-# created a person with it; a URL-only row creates a person with just that URL unless an
-# earlier row already did. Earlier chunks' rows have created their persons already. $1:
-# the chunk's first page (a TID), $2: its first line, $3: persons created so far (ids).
-_CHUNK_PERSONS = """
+# One chunk (see `_Chunk`). Its persons found by publicIdentifier, else linkedinUrl, created
+# if missing, as if rows were processed in file order: a public identifier's person is
+# created by its first row, with that row's LinkedIn URL unless an existing person has it or
+# an earlier row created a person with it; a URL-only row creates a person with just that
+# URL unless an earlier row already did. Earlier chunks' rows have created their persons
+# already. Then the prospects of the rows whose person it created (the last row per
+# provider id and person wins), and the other rows into `import_rows`. $1: the group,
+# $2 and $3: persons and prospects created so far (ids).
+_CHUNK = """
 WITH chunk AS MATERIALIZED (
-    SELECT public_identifier, linkedin_url, line FROM import_rows
-    WHERE ctid >= $1::tid AND line >= $2 AND person_id IS NULL
-      AND (public_identifier IS NOT NULL OR linkedin_url IS NOT NULL)
+    SELECT line, provider_id, public_identifier, linkedin_url, name, company_name, title
+    FROM import_chunk
+    WHERE person_id IS NULL AND (public_identifier IS NOT NULL OR linkedin_url IS NOT NULL)
 ), new_by_identifier AS (
     SELECT b.public_identifier, b.linkedin_url, b.line
     FROM (
@@ -483,13 +498,46 @@ WITH chunk AS MATERIALIZED (
         ) c
         LEFT JOIN persons p ON p.linkedin_url = c.linkedin_url
     ) candidates
+), new_persons AS (
+    INSERT INTO persons (id, public_identifier, linkedin_url)
+    SELECT {person_id}, public_identifier,
+           CASE WHEN first_with_url AND NOT url_taken THEN linkedin_url END
+    FROM ranked r
+    WHERE public_identifier IS NOT NULL OR first_with_url
+    ORDER BY linkedin_url COLLATE "C", line  -- that of the windows: no sort of its own
+    RETURNING id, public_identifier, linkedin_url
+), owned AS (
+    -- The rows whose person was just created, found as `_UPSERT` finds persons: by public
+    -- identifier, else by URL (which the person may have from another row of the chunk).
+    SELECT c.*, n.id AS person_id
+    FROM chunk c JOIN new_persons n ON n.public_identifier = c.public_identifier
+    UNION ALL
+    SELECT c.*, n.id
+    FROM chunk c JOIN new_persons n ON n.linkedin_url = c.linkedin_url
+    WHERE c.public_identifier IS NULL
+), latest AS (
+    SELECT DISTINCT ON (provider_id COLLATE "C", person_id COLLATE "C") *
+    FROM owned
+    ORDER BY provider_id COLLATE "C", person_id COLLATE "C", line DESC
+), new_prospects AS (
+    -- Numbered in index order, and in file order among one provider id's rows.
+    INSERT INTO prospects (account_group_id, id, person_id, provider_id, public_identifier,
+                           linkedin_url, name, company_name, title)
+    SELECT $1, {prospect_id}, person_id, provider_id, public_identifier, linkedin_url, name,
+           company_name, title
+    FROM (
+        SELECT l.*, row_number() OVER (ORDER BY provider_id COLLATE "C", line) AS n
+        FROM latest l
+    ) numbered
+    ORDER BY n
+    RETURNING 1
+), rest AS (
+    INSERT INTO import_rows
+    SELECT * FROM import_chunk i WHERE NOT EXISTS (SELECT 1 FROM owned o WHERE o.line = i.line)
+    RETURNING 1
 )
-INSERT INTO persons (id, public_identifier, linkedin_url)
-SELECT {new_id}, public_identifier,
-       CASE WHEN first_with_url AND NOT url_taken THEN linkedin_url END
-FROM ranked r
-WHERE public_identifier IS NOT NULL OR first_with_url
-ORDER BY linkedin_url COLLATE "C", line  -- that of the windows: no sort of its own
+-- `rest` runs to completion although nothing reads it, as every data-modifying WITH does.
+SELECT (SELECT count(*) FROM new_persons), (SELECT count(*) FROM new_prospects)
 """
 
 # The persons of anonymous rows: the k-th anonymous row with provider id P takes the person
@@ -535,24 +583,24 @@ WHERE line IS NOT NULL
 # order, and file order among one provider id's rows, which anonymous matching relies on.
 _UPSERT = """
 WITH resolved AS (
-    -- One branch per kind of row, so that each join reads only the rows that need it. LEFT
-    -- joins: a person that is somehow missing makes the insert fail (NOT NULL), loudly.
-    -- `new_person`: created by this transaction (this import), so it has no prospect yet.
+    -- The rows the chunks did not import (see `_CHUNK`). One branch per kind of row, so
+    -- that each join reads only the rows that need it. LEFT joins: a person that is somehow
+    -- missing makes the insert fail (NOT NULL), loudly. `new_person`: an anonymous row's
+    -- person created by `_ANONYMOUS`, so it has no prospect yet. (A person a chunk created
+    -- may have a prospect: that chunk's.)
     SELECT line, provider_id, person_id,
            public_identifier, linkedin_url, name, company_name, title, false AS new_person
     FROM import_rows
     WHERE person_id IS NOT NULL
     UNION ALL
     SELECT r.line, r.provider_id, p.id,
-           r.public_identifier, r.linkedin_url, r.name, r.company_name, r.title,
-           p.xmin = pg_current_xact_id()::xid
+           r.public_identifier, r.linkedin_url, r.name, r.company_name, r.title, false
     FROM import_rows r
     LEFT JOIN persons p ON p.public_identifier = r.public_identifier
     WHERE r.person_id IS NULL AND r.public_identifier IS NOT NULL
     UNION ALL
     SELECT r.line, r.provider_id, p.id,
-           r.public_identifier, r.linkedin_url, r.name, r.company_name, r.title,
-           p.xmin = pg_current_xact_id()::xid
+           r.public_identifier, r.linkedin_url, r.name, r.company_name, r.title, false
     FROM import_rows r
     LEFT JOIN persons p ON p.linkedin_url = r.linkedin_url
     WHERE r.person_id IS NULL AND r.public_identifier IS NULL AND r.linkedin_url IS NOT NULL
@@ -570,7 +618,7 @@ WITH resolved AS (
     -- Numbered here, where the rows are already in provider id order: sorting each
     -- provider id's few rows by line (an incremental sort) is much cheaper than sorting
     -- the new rows again after `compared` is materialized. (Updated rows leave gaps.)
-    SELECT l.*, p.id AS prospect_id, p.ctid AS prospect_ctid,
+    SELECT l.*, p.id AS prospect_id, p.ctid AS prospect_ctid, p.created_here,
            (p.public_identifier, p.linkedin_url, p.name, p.company_name, p.title)
            IS DISTINCT FROM
            (l.public_identifier, l.linkedin_url, l.name, l.company_name, l.title) AS changed,
@@ -581,7 +629,7 @@ WITH resolved AS (
     -- probes cost ~1 s.
     LEFT JOIN LATERAL (
         SELECT p.id, p.ctid, p.public_identifier, p.linkedin_url, p.name, p.company_name,
-               p.title
+               p.title, p.xmin = pg_current_xact_id()::xid AS created_here
         FROM prospects p
         WHERE l.new_person IS NOT TRUE AND p.account_group_id = :group
           AND p.provider_id = l.provider_id AND p.person_id = l.person_id
@@ -595,7 +643,7 @@ WITH resolved AS (
     -- By ctid, which the planner cannot mistake for a small set as it may the group's rows
     -- right after an import (stale statistics): no nested loop rescanning `compared`.
     WHERE c.prospect_id IS NOT NULL AND c.changed AND p.ctid = c.prospect_ctid
-    RETURNING 1
+    RETURNING c.created_here
 ), created AS (
     INSERT INTO prospects (account_group_id, id, person_id, provider_id, public_identifier,
                            linkedin_url, name, company_name, title)
@@ -607,5 +655,6 @@ WITH resolved AS (
     -- matters here for filling the indexes left to right (ids come from n, not the order).
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated)
+-- A prospect an earlier chunk of this import created is counted there, as created.
+SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated WHERE NOT created_here)
 """
