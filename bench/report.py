@@ -191,7 +191,13 @@ def table(results: Json) -> str:
         f"uvicorn workers with {c['db_pool_size']} pooled connections each, on the same cores "
         "as PostgreSQL and the load generator. "
         f"Other processes used {c['machine_busy_before_cores']:.2f} cores just before the run "
-        "(`other` in the CPU line: during it).",
+        "(`other` in the CPU line: during it)."
+        + (
+            f" The run had scheduling priority nice {c['niceness']} (servers, PostgreSQL and "
+            "load generators alike): other work on the machine yielded the cores to it."
+            if c.get("niceness")
+            else ""
+        ),
         "",
         "| Saturation (closed loop, wrk) | Service | Baseline |",
         "|---|---:|---:|",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -434,6 +435,9 @@ def assemble(bench: Bench, measured: Json) -> Json:
             "db_pool_size": bench.pool_size,
             "rate_limit_storage": bench.storage,
             "machine_busy_before_cores": bench.busy_before,
+            # Inherited by everything the harness starts (servers, PostgreSQL, generators):
+            # below 0, other work on the machine yields the cores to the run.
+            "niceness": os.nice(0),
             "stall_probe": plan.stall_probe,
             "service": "sonarly-api serve --workers 2 (default logging: JSON access line per "
             "request; METRICS_TOKEN set: /metrics on; RATE_LIMIT and AUTH_FAILURE_RATE_LIMIT "
