@@ -23,6 +23,7 @@ from sonarly_api.db import async_url
 from sonarly_api.ids import new_id
 from sonarly_api.migrations import upgrade
 from sonarly_api.prospects import importer
+from sonarly_api.prospects.import_rows import StagedRow
 from sonarly_api.prospects.importer import ImportFailed, RowError, import_prospects
 
 HEADER = "providerId,personId,publicIdentifier,linkedinUrl,name,companyName,title"
@@ -539,6 +540,35 @@ async def test_the_last_row_wins_for_a_person_the_import_creates(
     again = await import_prospects(import_engine, group, path)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 5)
     assert await prospects(import_engine, group) == rows
+
+
+def test_a_chunk_is_prepared_in_insert_order_with_its_flags() -> None:
+    """What `_prepare` adds for the chunk statement (no database): persons in (URL, line)
+    order, and the flags that spare the statement a sort of the whole chunk."""
+    person = "ab" * 12
+    chunk: list[StagedRow] = [
+        (2, "p", None, "bob", "https://li/z", None, None, None),
+        (3, "q", None, "ann", "https://li/a", None, None, None),
+        (4, "p", None, "bob", "https://li/y", None, None, None),  # bob again: not first
+        (5, "r", None, None, "https://li/a", None, None, None),  # URL only, ann's URL
+        (6, "s", person, "cid", "https://li/c", None, None, None),  # a personId: no person
+        (7, "t", None, None, None, None, None, None),  # anonymous
+    ]
+    staged = importer._prepare(chunk, 100)
+
+    assert [row[0] for row in staged] == [3, 5, 6, 4, 2, 7]  # by URL, then line; none last
+    flags = {row[0]: row[8:11] for row in staged}  # first_in_chunk, url_shared, provider_shared
+    assert flags == {
+        2: (True, False, True),
+        3: (True, True, False),
+        4: (False, False, True),
+        5: (True, True, False),
+        6: (False, False, False),
+        7: (False, False, False),
+    }
+    assert [row[11] for row in staged] == list(range(100, 106))  # persons: insert order
+    prospect_numbers = {row[0]: row[12] for row in staged}  # by provider id, then line
+    assert prospect_numbers == {2: 100, 4: 101, 3: 102, 5: 103, 6: 104, 7: 105}
 
 
 # --- invalid rows ---------------------------------------------------------------------------

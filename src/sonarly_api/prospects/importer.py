@@ -31,11 +31,12 @@ import asyncio
 import contextlib
 import csv
 import os
+from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, cast
+from typing import IO, Any, TypeAlias, cast
 
 import asyncpg
 from sqlalchemy import text
@@ -75,6 +76,35 @@ _STAGING_COLUMNS = [
     "name",
     "company_name",
     "title",
+]
+_STAGING_TABLE = """
+CREATE TEMP TABLE {table} (line bigint NOT NULL, provider_id text NOT NULL, person_id text,
+    public_identifier text, linkedin_url text, name text, company_name text, title text{extra})
+    ON COMMIT DROP
+"""
+# A staged row of a chunk: a StagedRow and what `_prepare` adds.
+_ChunkRow: TypeAlias = tuple[
+    int,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    bool,
+    bool,
+    bool,
+    int,
+    int,
+]
+_CHUNK_COLUMNS = [
+    *_STAGING_COLUMNS,
+    "first_in_chunk",
+    "url_shared",
+    "provider_shared",
+    "person_number",
+    "prospect_number",
 ]
 
 
@@ -290,26 +320,28 @@ async def _stage(conn: AsyncConnection, group: str, rows: AsyncGenerator[StagedR
     Python parses the next chunk and leaves in `import_rows` the rows it did not import.
     Returns the number of prospects the chunks created."""
     driver = await _driver(conn)
-    for table in ("import_chunk", "import_rows"):
-        await conn.execute(
-            text(
-                f"CREATE TEMP TABLE {table} (line bigint NOT NULL, provider_id text NOT NULL,"
-                " person_id text, public_identifier text, linkedin_url text, name text,"
-                " company_name text, title text) ON COMMIT DROP"
-            )
-        )
+    extra = (
+        ", first_in_chunk boolean NOT NULL, url_shared boolean NOT NULL,"
+        " provider_shared boolean NOT NULL, person_number bigint NOT NULL,"
+        " prospect_number bigint NOT NULL"
+    )
+    await conn.execute(text(_STAGING_TABLE.format(table="import_chunk", extra=extra)))
+    await conn.execute(text(_STAGING_TABLE.format(table="import_rows", extra="")))
     chunk_sql = _Chunk(driver, group)
     await conn.execute(text(_PROBE_PLANS))
     pending: asyncio.Task[None] | None = None
     try:
         async with contextlib.aclosing(rows):
+            numbered = 0  # rows staged so far: each has numbers of its own for new ids
             async for chunk in _chunks(rows, CHUNK_ROWS):
+                staged = _prepare(chunk, numbered)
+                numbered += len(chunk)
                 if pending is not None:
                     await pending
                 # Created in this transaction: emptied in place, no new file.
                 await driver.execute("TRUNCATE import_chunk")
                 await driver.copy_records_to_table(
-                    "import_chunk", records=chunk, columns=_STAGING_COLUMNS
+                    "import_chunk", records=staged, columns=_CHUNK_COLUMNS
                 )
                 # Runs on the server while this coroutine parses the next chunk.
                 pending = asyncio.create_task(chunk_sql.run())
@@ -324,6 +356,53 @@ async def _stage(conn: AsyncConnection, group: str, rows: AsyncGenerator[StagedR
     # For "not named by a personId in this file": an index probe, whatever the plan.
     await conn.execute(text("CREATE INDEX ON import_rows (person_id) WHERE person_id IS NOT NULL"))
     return chunk_sql.prospects_created
+
+
+def _prepare(chunk: list[StagedRow], first_number: int) -> list[_ChunkRow]:
+    """The chunk as `_CHUNK` reads it, prepared here because Python has a core to spare
+    while the server runs the previous chunk's statement: in (LinkedIn URL, line) order, the
+    order in which the statement inserts new persons, each row with
+
+    - `first_in_chunk`: the row may create a person, being the first (in file order) of its
+      public identifier among the rows without a personId, or of its URL among the rows
+      with only a URL;
+    - `url_shared`: another such row has the same URL, so which of them is the first to
+      create a person, and takes the URL, depends on the persons that exist;
+    - `provider_shared`: another row of the chunk has the same provider id, so the two may
+      be rows for one person and provider id;
+    - `person_number` and `prospect_number`: numbers for the ids of the person and the
+      prospect the row may create, from `first_number` on, in the order of their indexes:
+      (URL, line) for persons, (provider id, line) for prospects."""
+    identifiers: set[str] = set()
+    urls: set[str] = set()
+    firsts: list[bool] = []
+    candidate_urls: Counter[str] = Counter()
+    providers: Counter[str] = Counter()
+    for _, provider_id, person_id, public_identifier, linkedin_url, *_ in chunk:
+        providers[provider_id] += 1
+        first = False
+        if person_id is None and public_identifier is not None:
+            first = public_identifier not in identifiers
+            identifiers.add(public_identifier)
+        elif person_id is None and linkedin_url is not None:
+            first = linkedin_url not in urls
+            urls.add(linkedin_url)
+        if first and linkedin_url is not None:
+            candidate_urls[linkedin_url] += 1
+        firsts.append(first)
+    # Code point order, i.e. the byte order of UTF-8 (COLLATE "C"); no URL last.
+    by_url = sorted(range(len(chunk)), key=lambda i: (chunk[i][4] is None, chunk[i][4] or "", i))
+    by_provider = sorted(range(len(chunk)), key=lambda i: (chunk[i][1], i))
+    prospect_numbers = [0] * len(chunk)
+    for number, i in enumerate(by_provider, first_number):
+        prospect_numbers[i] = number
+    staged: list[_ChunkRow] = []
+    for number, i in enumerate(by_url, first_number):
+        row = chunk[i]
+        url_shared = firsts[i] and row[4] is not None and candidate_urls[row[4]] > 1
+        provider_shared = providers[row[1]] > 1
+        staged.append((*row, firsts[i], url_shared, provider_shared, number, prospect_numbers[i]))
+    return staged
 
 
 async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
@@ -372,19 +451,13 @@ class _Chunk:
         self._driver = driver
         self._group = group
         self._sql = _CHUNK.format(
-            person_id=_sql_id(_id_prefix(), "($2::bigint + n)"),
-            prospect_id=_sql_id(_id_prefix(), "($3::bigint + n)"),
+            person_id=_sql_id(_id_prefix(), "person_number"),
+            prospect_id=_sql_id(_id_prefix(), "prospect_number"),
         )
-        # Number the new ids across chunks.
-        self.persons_created = 0
         self.prospects_created = 0
 
     async def run(self) -> None:
-        persons, prospects = await self._driver.fetchrow(
-            self._sql, self._group, self.persons_created, self.prospects_created
-        )
-        self.persons_created += persons
-        self.prospects_created += prospects
+        self.prospects_created += await self._driver.fetchval(self._sql, self._group)
 
 
 def _id_prefix() -> str:
@@ -455,56 +528,44 @@ WHERE name IN ('enable_mergejoin', 'enable_seqscan')
 # an earlier row created a person with it; a URL-only row creates a person with just that
 # URL unless an earlier row already did. Earlier chunks' rows have created their persons
 # already. Then the prospects of the rows whose person it created (the last row per
-# provider id and person wins), and the other rows into `import_rows`. $1: the group,
-# $2 and $3: persons and prospects created so far (ids).
+# provider id and person wins), and the other rows into `import_rows`. $1: the group.
+#
+# No sort of the chunk: `first_in_chunk` and `url_shared` come from Python, and the probes
+# into persons are subqueries evaluated row by row (index probes, whatever the estimates, in
+# the chunk's order, which is the insert order chosen by `_prepare`).
 _CHUNK = """
 WITH chunk AS MATERIALIZED (
-    SELECT line, provider_id, public_identifier, linkedin_url, name, company_name, title
+    SELECT line, provider_id, public_identifier, linkedin_url, name, company_name, title,
+           first_in_chunk, url_shared, provider_shared, person_number, prospect_number
     FROM import_chunk
     WHERE person_id IS NULL AND (public_identifier IS NOT NULL OR linkedin_url IS NOT NULL)
-), new_by_identifier AS (
-    SELECT b.public_identifier, b.linkedin_url, b.line
-    FROM (
-        SELECT DISTINCT ON (public_identifier COLLATE "C") public_identifier, linkedin_url, line
-        FROM chunk
-        WHERE public_identifier IS NOT NULL
-        ORDER BY public_identifier COLLATE "C", line
-    ) b
-    WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.public_identifier = b.public_identifier)
-), new_by_url AS (
-    SELECT u.linkedin_url, u.line
-    FROM (
-        SELECT linkedin_url, min(line) AS line FROM chunk
-        WHERE public_identifier IS NULL
-        GROUP BY linkedin_url
-    ) u
-    WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.linkedin_url = u.linkedin_url)
+), candidates AS MATERIALIZED (
+    -- The rows that create a person unless an earlier row of the chunk has its URL: the
+    -- first of each public identifier no person has, and of each URL no person has.
+    SELECT public_identifier, linkedin_url, line, url_shared, person_number
+    FROM chunk c
+    WHERE first_in_chunk AND CASE
+        WHEN public_identifier IS NOT NULL THEN
+            NOT EXISTS (SELECT FROM persons p WHERE p.public_identifier = c.public_identifier)
+        ELSE NOT EXISTS (SELECT FROM persons p WHERE p.linkedin_url = c.linkedin_url)
+    END
 ), ranked AS (
-    -- One sort by (linkedin_url, line) serves both windows and the insert order: URLs and
-    -- public identifiers go together (a LinkedIn URL ends with the public identifier), so
-    -- this order also fills the public_identifier index nearly left to right.
-    SELECT public_identifier, linkedin_url, line, url_taken,
+    -- The first candidate with its URL: the only one, or else the first by line (a sort of
+    -- only the candidates whose URL another row of the chunk may take first).
+    SELECT public_identifier, linkedin_url, person_number, true AS first_with_url
+    FROM candidates WHERE NOT url_shared
+    UNION ALL
+    SELECT public_identifier, linkedin_url, person_number,
            row_number() OVER (PARTITION BY linkedin_url COLLATE "C" ORDER BY line) = 1
-           AS first_with_url,
-           row_number() OVER (ORDER BY linkedin_url COLLATE "C", line) AS n
-    FROM (
-        -- A join, not a subquery in the select list, which the planner would evaluate
-        -- above the windows, i.e. among the inserts.
-        SELECT c.*, p.id IS NOT NULL AS url_taken
-        FROM (
-            SELECT public_identifier, linkedin_url, line FROM new_by_identifier
-            UNION ALL
-            SELECT NULL, linkedin_url, line FROM new_by_url
-        ) c
-        LEFT JOIN persons p ON p.linkedin_url = c.linkedin_url
-    ) candidates
+    FROM candidates WHERE url_shared
 ), new_persons AS (
     INSERT INTO persons (id, public_identifier, linkedin_url)
     SELECT {person_id}, public_identifier,
-           CASE WHEN first_with_url AND NOT url_taken THEN linkedin_url END
+           CASE WHEN first_with_url AND (public_identifier IS NULL OR NOT EXISTS (
+               SELECT FROM persons p WHERE p.linkedin_url = r.linkedin_url
+           )) THEN linkedin_url END
     FROM ranked r
     WHERE public_identifier IS NOT NULL OR first_with_url
-    ORDER BY linkedin_url COLLATE "C", line  -- that of the windows: no sort of its own
     RETURNING id, public_identifier, linkedin_url
 ), owned AS (
     -- The rows whose person was just created, found as `_UPSERT` finds persons: by public
@@ -515,29 +576,33 @@ WITH chunk AS MATERIALIZED (
     SELECT c.*, n.id
     FROM chunk c JOIN new_persons n ON n.linkedin_url = c.linkedin_url
     WHERE c.public_identifier IS NULL
-), latest AS (
-    SELECT DISTINCT ON (provider_id COLLATE "C", person_id COLLATE "C") *
-    FROM owned
-    ORDER BY provider_id COLLATE "C", person_id COLLATE "C", line DESC
 ), new_prospects AS (
-    -- Numbered in index order, and in file order among one provider id's rows.
     INSERT INTO prospects (account_group_id, id, person_id, provider_id, public_identifier,
                            linkedin_url, name, company_name, title)
     SELECT $1, {prospect_id}, person_id, provider_id, public_identifier, linkedin_url, name,
            company_name, title
     FROM (
-        SELECT l.*, row_number() OVER (ORDER BY provider_id COLLATE "C", line) AS n
-        FROM latest l
-    ) numbered
-    ORDER BY n
+        SELECT * FROM owned WHERE NOT provider_shared
+        UNION ALL
+        -- The last row per provider id and person wins (a sort of only the rows that may
+        -- be several for one).
+        SELECT * FROM (
+            SELECT DISTINCT ON (provider_id COLLATE "C", person_id COLLATE "C") *
+            FROM owned WHERE provider_shared
+            ORDER BY provider_id COLLATE "C", person_id COLLATE "C", line DESC
+        ) latest
+    ) o
+    ORDER BY prospect_number  -- index order (an integer sort)
     RETURNING 1
 ), rest AS (
     INSERT INTO import_rows
-    SELECT * FROM import_chunk i WHERE NOT EXISTS (SELECT 1 FROM owned o WHERE o.line = i.line)
-    RETURNING 1
+    SELECT line, provider_id, person_id, public_identifier, linkedin_url, name, company_name,
+           title
+    FROM import_chunk i
+    WHERE NOT EXISTS (SELECT FROM owned o WHERE o.line = i.line)
 )
 -- `rest` runs to completion although nothing reads it, as every data-modifying WITH does.
-SELECT (SELECT count(*) FROM new_persons), (SELECT count(*) FROM new_prospects)
+SELECT count(*) FROM new_prospects
 """
 
 # The persons of anonymous rows: the k-th anonymous row with provider id P takes the person
