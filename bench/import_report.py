@@ -17,86 +17,88 @@ TARGET_RSS_MIB = 300.0
 
 Json = dict[str, Any]
 
-# Not measured by this script: a profile of the import step (auto_explain with ANALYZE on the
-# embedded server, so every figure is inflated by the instrumentation, ~20% in all), kept here
-# so that it is published with the figures it explains. Re-profile when the importer changes.
+# Not measured by this script: a profile of the import step (auto_explain with ANALYZE of
+# every statement on the embedded server, so every figure is inflated by the
+# instrumentation, ~50% in all), kept here so that it is published with the figures it
+# explains. Re-profile when the importer changes.
 _PROFILE = [
-    ("reading, validating, COPY", "~3.6 s of Python",
-     "csv and checks, COPY to a temporary table in chunks of 20,000 rows; now overlapped"
-     " with the persons statements below, which are the staging phase's bottleneck"),
-    ("new persons: resolving (50 chunks)", "~5.4 s",
-     "per chunk: first row per public identifier (a sort), index probes on existing public"
-     " identifiers and URLs, one sort by (URL, line) for both windows and the insert order"),
-    ("new persons: inserting (50 chunks)", "~6.1 s",
-     "1,000,000 rows, three unique B-trees (id, public identifier, URL)"),
-    ("prospects: resolving", "~3.3 s",
-     "persons by public identifier (hash join, 1.8 s), last row per (provider id, person)"
-     " (a sort, 0.5 s), existing prospects (probed only for persons the import did not"
-     " create: none here), ids numbered in (provider id, line) order (an incremental sort)"),
-    ("prospects: inserting", "~6.2 s", "1,000,000 rows, two B-trees"),
-    ("reference check", "~1.9 s",
-     "the statement-level trigger of revision 0002 (as per-row foreign keys: ~20 s)"),
+    ("reading, validating, preparing a chunk", "Python, ~7 µs per row",
+     "csv and checks (~4.5 µs), then `_prepare` (~2.4 µs): the chunk sorted by URL, ids"
+     " numbered, rows flagged; overlapped with the server's work on the previous chunk"),
+    ("COPY of the chunk", "~10 ms", "into a temporary table emptied in place per chunk"),
+    ("persons: which rows create one", "~60 ms",
+     "20,000 index probes on public_identifier (the first row of each, flagged by Python)"),
+    ("persons: inserting", "~235 ms",
+     "20,000 rows into three unique B-trees, ~45 ms of it the probes of their URLs"),
+    ("prospects: which rows the chunk imports", "~30 ms",
+     "rows whose person the chunk created (a hash join), last row per provider id and person"
+     " (a sort of the rows whose provider id recurs only), index order (an integer sort)"),
+    ("prospects: inserting", "~155 ms", "20,000 rows, two B-trees"),
+    ("reference check", "~75 ms",
+     "the statement-level trigger of revision 0002: a pass for the group's lock, 20,000"
+     " probes of persons' primary key"),
+    ("the other rows, for the final upsert", "~10 ms", "none in this file"),
 ]  # fmt: skip
 ANALYSIS = "\n".join(
     [
         "### Where the import's time goes",
         "",
-        "Profile of the import of 1,000,000 new rows into 1,000,000 (2026-11-27, commit c5bf067,",
-        "EXPLAIN ANALYZE through auto_explain, so ~20% slower than the figures above):",
+        "Profile of one chunk (20,000 rows, 50 in all) of the import of 1,000,000 new rows into",
+        "1,000,000 (2026-11-27, commit dcee440, EXPLAIN ANALYZE through auto_explain: 644 ms",
+        "for a chunk whose statement takes ~430 ms without it). The final upsert then has",
+        "nothing left to do: the server is busy from the first chunk to the last, and the",
+        "two inserts (~390 ms of the 644) are most of it.",
         "",
         "| Part | Time | What it is |",
         "|---|---|---|",
         *(f"| {part} | {time} | {what} |" for part, time, what in _PROFILE),
         "",
-        "What changed today, each measured on this machine with a 1M-row database cloned from a",
-        "template before every run (single runs vary by ±2 s here: other work shares the two",
-        "cores). Before: 28.6-31.3 s for the import (staging 3.6 s, then persons 9.6 s and the",
-        "prospects statement 14.1 s, one after the other), 13.1 s for the re-import, COPY",
-        "5.1-5.4 s.",
+        "How the importer works since 2026-11-27 (second pass): each chunk's statement creates",
+        "the chunk's new persons and also the prospects of the rows whose person it has just",
+        "created, which cannot have a prospect yet (dd0e84e); the rows it does not import go",
+        "to the final upsert (a later row for a person an earlier chunk created, rows for",
+        "existing persons, personId and anonymous rows). Python, which has a core to spare",
+        "while the server runs the previous chunk, sorts each chunk in the persons' insert",
+        "order, numbers the new ids in index order and flags the rows that need a sort on the",
+        "server (dcee440, 6e79979). Measured alternately against the importer of c9f1043",
+        "(the same as bdf81aa's) on a 1M-row database cloned from one template, on a machine",
+        "shared with other benchmarks (load 1.3-2), in the same minutes: import 33.5 / 33.0 s",
+        "before, 30.1 / 27.3 s after (6e79979 not yet); re-import 17.4 / 15.6 s before,",
+        "22.8 / 20.3 s after (every row now goes through a chunk statement before the final",
+        "upsert, and Python's preparing of the chunks is on the critical path when the",
+        "server has little to do; 6e79979 made that preparing ~30% cheaper); COPY 7.0-9.3 s.",
         "",
-        "1. Pipelined staging (9bd133b): the file is COPYed in chunks of 20,000 rows and each",
-        "   chunk's new persons are created by one statement that runs on the server while",
-        "   Python parses the next chunk, chunk after chunk in file order (which is exactly",
-        '   "as if rows were processed in file order": earlier chunks\' persons are then simply',
-        "   existing persons; the tests run the file-order cases in chunks of 1 and 2 rows too).",
-        "   A chunk's rows are found by a TID range scan from the page where the previous chunk",
-        "   ended. Hash joins would read all of persons per chunk, so these statements are",
-        "   planned as index probes. 23.1-23.5 s (chunks of 10,000: 24.4 s; 50,000: 27.5 s);",
-        "   peak RSS 78 -> 103 MiB (two chunks of parsed rows), still flat in the file size.",
-        "2. The prospects statement numbers new ids where its rows are already in provider id",
-        "   order (an incremental sort per provider id instead of a second full sort of the",
-        "   materialized rows, ~0.7 s), and skips the existing-prospect index probe (a one-time",
-        "   filter) for persons created by this transaction (`xmin`), which cannot have",
-        "   prospects yet: 1M probes, ~0.9 s. With both: 22.1-22.4 s (and 25.2 s under load),",
-        "   re-import 11.1 s.",
+        "Tried, not kept:",
         "",
-        "Tried, not kept: shared_buffers 2GB instead of 128MB (29.5 s import, COPY 5.36 s: no",
-        "change, the working set is in the OS cache either way); temp_buffers 512MB (28.5 and",
-        "31.0 s against 33.0 s in the same loaded minutes: inconclusive, and it cannot be set in",
-        "a session that has used a temporary table). Not tried for lack of time: an UNLOGGED",
-        "staging table so that the prospects' resolution (a hash join and a sort, ~3 s) can run",
-        "as a parallel CREATE TABLE … AS.",
+        "- Binary COPY (asyncpg `copy_records_to_table`, heap multi-insert) straight into",
+        "  persons and prospects instead of INSERT … SELECT: 1M persons 11.0-12.6 s against",
+        "  12.2-12.9 s, 1M prospects 14.0-16.3 s against 12.6-13.0 s (with Python's encoding of",
+        "  the records): index maintenance, not the heap, is the cost.",
+        '- "The first candidate with this URL" as `(url, line) IN (SELECT url, min(line) …)`:',
+        "  estimating ~16 rows for the chunk, the planner evaluated it as a linear subplan,",
+        "  1.7 s per chunk (a 97 s import); replaced by a Python flag and a window over the",
+        "  few rows whose URL recurs.",
+        "- Chunks of 40,000 rows: 30.9 s (COPY 9.5 s) against 29.5 s (COPY 7.3 s) at 20,000 in",
+        "  the same minutes; kept 20,000. Earlier: shared_buffers 2GB and temp_buffers 512MB",
+        "  did not pay.",
         "",
-        "Single runs vary on this shared machine: two consecutive `make bench-import` runs of",
-        "commit 5c9dde5 (same code as the figures above) measured the import at 29.92 s and",
-        "23.70 s (staging 13.3 / 12.3 s, writing 16.6 / 11.4 s), COPY at 5.40 and 5.27 s.",
+        "Checked: the import writes 1.07 GB of WAL (7.05M records, ~800 full-page images),",
+        "the COPY 0.49 GB (2.1M records): full-page images are not the cost. A CPU profile of",
+        "the server (perf, before these changes) shows no single hot spot besides the",
+        "`id ~ '^[0-9a-f]{24}$'` checks (~12% of the backend's CPU here, ~2 µs per row):",
+        "making them cheaper is a schema change that would speed the import (2M ids) and the",
+        "baseline COPY (1M ids) alike, and make the ratio worse. Left as is.",
         "",
-        "Why the ≤ 3× target is still not met: on this machine a plain COPY takes ~5.2 s (the",
-        "last recorded run, on a slower or busier machine, measured 11.7 s for the same COPY",
-        "against a 47.6 s import: 4.08×; the same code measured 5.5-6× here). The import writes",
-        "two tables with five B-trees where the COPY writes one with two: the two inserts alone",
-        "cost ~12 s, 2.3× the COPY, before any staging, resolving or reference check. The",
-        "staging phase is now bound by the server (COPY plus the persons statements) and the",
-        "write phase runs on one core.",
-        "",
-        "Noticed, left as is: each `id ~ '^[0-9a-f]{24}$'` check costs ~2.7 µs per row, ~2.7 s",
-        "per million rows and table (PostgreSQL's regex engine builds its automaton anew for",
-        "every row; 1M rows into a persons-like table: 8.0 s with it, 5.3 s without, 6.7 s with",
-        "`length(id) = 24 AND ltrim(id, '0123456789abcdef') = ''`). Replacing it is a schema",
-        "change that would speed up the import and the baseline COPY alike. On this machine it",
-        "is cheaper: over persons' 2M ids the regex takes 1.38 s, the ltrim form 0.92 s, a",
-        "bare length test 0.18 s, i.e. ~0.6 µs per row and ~0.25 s to gain per million rows and",
-        "table: not worth a migration on two large tables.",
+        "Why the ≤ 3× target is hard to meet here: the import writes two tables with five",
+        "B-trees where the COPY writes one with two, each new person also costs two index",
+        "probes (is the public identifier known, is the URL taken) and each prospect one",
+        "(the reference check), and a single server process does all of it in one",
+        "transaction. With commits dcee440-6e79979 the ratio measured 3.1× to 4.7× on this",
+        "shared machine (import 25.2-31.3 s, COPY 6.7-9.5 s, which varies more): the server's",
+        "work for a chunk (~430 ms) is now ~90% inserting, probing and checking references,",
+        "what any import that resolves identities and keeps them unique must do. Not",
+        "compared here with the previous code: the 10M-row import (298 s against 254 s",
+        "recorded at bdf81aa on an AMD EPYC machine, less loaded).",
     ]
 )
 
@@ -161,8 +163,9 @@ def markdown(results: Json) -> str:
     lines += [
         "",
         "Times are wall time of the whole `sonarly-api prospects import` process: start-up,"
-        " reading, validating and COPYing the file to a staging table (until its progress"
-        ' line "read all …"), then writing (the set-based upsert and commit). Peak RSS is'
+        " reading, validating and staging the file chunk by chunk, each chunk's statement"
+        " creating its new persons and their prospects (until its progress line"
+        ' "read all …"), then writing (the upsert of the other rows, and commit). Peak RSS is'
         " the kernel's high-water mark for that process. The re-import finds every row"
         f" unchanged ({again['summary']['unchanged']:,}) and writes nothing.",
         "",
