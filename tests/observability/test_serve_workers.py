@@ -24,7 +24,8 @@ from tests.observability.test_metrics import LOOKUP, requests_total
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120  # seconds; worker start-up is slow on a loaded machine
-REQUESTS = 40
+REQUESTS = 20  # per batch
+MAX_BATCHES = 50
 
 
 def _free_port() -> int:
@@ -128,21 +129,30 @@ async def test_two_workers_add_up_and_log_json(server: Server, factory: Factory)
     directory = Path(str(directories.pop()))
 
     # No keep-alive: every request a new connection, for the kernel to spread over workers.
+    # Which worker accepts is the kernel's choice, and one woken worker may accept a whole
+    # burst: batches go out until both have counted requests (each worker's counters are a
+    # file of its own), within a bound.
     limits = httpx.Limits(max_keepalive_connections=0)
+    responses: list[httpx.Response] = []
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
-        responses = await asyncio.gather(
-            *(client.get(path, headers=bearer(key)) for _ in range(REQUESTS))
-        )
-        assert [r.status_code for r in responses] == [200] * REQUESTS
+        for _ in range(MAX_BATCHES):
+            responses += await asyncio.gather(
+                *(client.get(path, headers=bearer(key)) for _ in range(REQUESTS))
+            )
+            if len(list(directory.glob("counter_*.db"))) == 2:  # noqa: ASYNC240 - a listing
+                break
+            await asyncio.sleep(0.05)
+        assert [r.status_code for r in responses] == [200] * len(responses)
+        sent = len(responses)
 
         deadline = time.monotonic() + 10
-        while requests_total(await _scrape(client), "GET", LOOKUP, 200) != REQUESTS:
+        while requests_total(await _scrape(client), "GET", LOOKUP, 200) != sent:
             if time.monotonic() > deadline:
                 server.fail("the scrapes never added up to every worker's requests")
             await asyncio.sleep(0.2)
         # Whichever worker answers, the sum is the same.
         for _ in range(6):
-            assert requests_total(await _scrape(client), "GET", LOOKUP, 200) == REQUESTS
+            assert requests_total(await _scrape(client), "GET", LOOKUP, 200) == sent
         exposition = await _scrape(client)
 
     # Both workers served and counted. (A directory listing: blocking is harmless here.)
@@ -158,7 +168,7 @@ async def test_two_workers_add_up_and_log_json(server: Server, factory: Factory)
     records = [json.loads(line) for line in lines]  # every line is JSON
     access = [r for r in records if r.get("logger") == "sonarly_api.access"]
     lookups = [r for r in access if r["route"] == LOOKUP]
-    assert len(lookups) == REQUESTS
+    assert len(lookups) == sent
     assert {r["traceId"] for r in lookups} == {r.headers["x-trace-id"] for r in responses}
     assert {(r["keyId"], r["accountGroupId"], r["status"]) for r in lookups} == {
         (key_id, group, 200)
