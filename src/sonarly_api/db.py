@@ -158,11 +158,6 @@ class Database:
         async with self._reader.connect() as conn:
             return await work(conn, *args)
 
-    async def write(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run `work(conn, *args)` in one transaction, committed before returning."""
-        async with self.engine.begin() as conn:
-            return await work(conn, *args)
-
     async def fetch(self, statement: DriverStatement, **values: Any) -> list[asyncpg.Record]:
         """The hot path: one prepared statement on the driver connection of a pooled connection.
 
