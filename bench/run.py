@@ -202,11 +202,7 @@ class Bench:
         trees = self.trees(server, proc.pid, pg_pid, backends)
         with CpuMeter(trees, nested=("pg_backends",)) as meter:
             result: WrkResult = finish_wrk(self.children, proc, duration)
-        cores = meter.cores()
-        cores.pop("pg_backends", None)
-        run: Json = {**result.__dict__, "cpu_cores": cores}
-        pg_seconds = meter.seconds.get("pg_backends", 0.0)
-        run["pg_cpu_us_per_lookup"] = round(pg_seconds / max(result.requests, 1) * 1e6, 1)
+        run: Json = {**result.__dict__, **_cpu_figures(meter, result.requests)}
         run["pg_backends"] = len(backends)
         return run
 
@@ -255,13 +251,19 @@ class Bench:
         if server.stall_dir is not None:
             result["stalls"] = stalls.summarize(server.stall_dir, started, time.time())
         if pg_pid is not None:
-            cores = meter.cores()
-            cores.pop("pg_backends", None)
-            result["cpu_cores"] = cores
-            pg_seconds = meter.seconds.get("pg_backends", 0.0)
-            answered = max(int(result["completed"]), 1)
-            result["pg_cpu_us_per_lookup"] = round(pg_seconds / answered * 1e6, 1)
+            result.update(_cpu_figures(meter, int(result["completed"])))
         return result
+
+
+def _cpu_figures(meter: CpuMeter, answered: int) -> Json:
+    """Cores busy per process tree, and the database's client backends' CPU per lookup."""
+    cores = meter.cores()
+    cores.pop("pg_backends", None)  # also inside `postgres`; only for the per-lookup figure
+    pg_seconds = meter.seconds.get("pg_backends", 0.0)
+    return {
+        "cpu_cores": cores,
+        "pg_cpu_us_per_lookup": round(pg_seconds / max(answered, 1) * 1e6, 1),
+    }
 
 
 def measure(bench: Bench) -> Json:
