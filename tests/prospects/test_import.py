@@ -321,7 +321,10 @@ async def test_public_identifier_finds_or_creates_the_person(
         f"p2-{uid},,new-{uid},https://li/new-{uid},,,",
         f"p3-{uid},,third-{uid},{taken_url},,,",
     )
+    persons_before = await count_persons(import_engine)
     await import_prospects(import_engine, group, path)
+
+    assert await count_persons(import_engine) == persons_before + 2  # new-, third-
 
     rows = {r["provider_id"]: r for r in await prospects(import_engine, group)}
     assert rows[f"p1-{uid}"]["person_id"] == known
@@ -351,7 +354,11 @@ async def test_linkedin_url_finds_or_creates_the_person(
         f"p2-{uid},,,https://li/new-{uid},,,",
         f"p3-{uid},,,https://li/new-{uid},,,",  # the same (new) person
     )
+    persons_before = await count_persons(import_engine)
     await import_prospects(import_engine, group, path)
+
+    # One person created, for the new URL: none for the row whose URL a person has.
+    assert await count_persons(import_engine) == persons_before + 1
 
     rows = {r["provider_id"]: r for r in await prospects(import_engine, group)}
     assert rows[f"p1-{uid}"]["person_id"] == known
