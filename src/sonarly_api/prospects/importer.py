@@ -518,11 +518,11 @@ ORDER BY person_id COLLATE "C"
 ON CONFLICT (id) DO NOTHING
 """
 
-# While staging, one chunk's statements are planned as index probes into persons: a chunk
-# is small against persons, whose statistics may also be stale (a sequential scan would read
-# all of persons for every chunk, or, planned for a "small" persons table, for every row).
-# Hash joins stay on: the chunk's own rows are joined to each other by hashing. This holds
-# for the reference check of `prospects` (revision 0002) run by each chunk's insert too.
+# While staging, one chunk's statements read persons through its indexes: a chunk is small
+# against persons, whose statistics may also be stale (a sequential scan would read all of
+# persons for every chunk). Hash joins stay on: the chunk's own rows are joined to each
+# other, and to what was found in persons, by hashing. This holds for the reference check
+# of `prospects` (revisions 0002, 0003) run by each chunk's insert too.
 _PROBE_PLANS = """
 SELECT set_config('enable_mergejoin', 'off', true), set_config('enable_seqscan', 'off', true)
 """
@@ -539,40 +539,54 @@ WHERE name IN ('enable_mergejoin', 'enable_seqscan')
 # already. Then the prospects of the rows whose person it created (the last row per
 # provider id and person wins), and the other rows into `import_rows`. $1: the group.
 #
-# No sort of the chunk: `first_in_chunk` and `url_shared` come from Python, and the probes
-# into persons are subqueries evaluated row by row (index probes, whatever the estimates, in
-# the chunk's order, which is the insert order chosen by `_prepare`).
+# No sort of the chunk: `first_in_chunk` and `url_shared` come from Python, and the chunk's
+# order is the insert order chosen by `_prepare`. What persons already have is looked up
+# with `= ANY (array)`: one index scan per index for the whole chunk, which moves forward
+# through the index (PostgreSQL 17+), instead of a subquery probing it for every row.
 _CHUNK = """
 WITH chunk AS MATERIALIZED (
     SELECT line, provider_id, public_identifier, linkedin_url, name, company_name, title,
            first_in_chunk, url_shared, provider_shared, person_number, prospect_number
     FROM import_chunk
     WHERE person_id IS NULL AND (public_identifier IS NOT NULL OR linkedin_url IS NOT NULL)
+), taken_identifiers AS MATERIALIZED (
+    -- Of the public identifiers and URLs of the rows that may create a person, those that
+    -- a person already has.
+    SELECT public_identifier FROM persons
+    WHERE public_identifier = ANY (ARRAY(
+        SELECT public_identifier FROM chunk WHERE first_in_chunk AND public_identifier IS NOT NULL
+    ))
+), taken_urls AS MATERIALIZED (
+    SELECT linkedin_url FROM persons
+    WHERE linkedin_url = ANY (ARRAY(
+        SELECT linkedin_url FROM chunk WHERE first_in_chunk AND linkedin_url IS NOT NULL
+    ))
 ), candidates AS MATERIALIZED (
     -- The rows that create a person unless an earlier row of the chunk has its URL: the
-    -- first of each public identifier no person has, and of each URL no person has.
-    SELECT public_identifier, linkedin_url, line, url_shared, person_number
+    -- first of each public identifier no person has, and of each URL no person has (with
+    -- a public identifier, a row whose URL a person has creates a person without it).
+    SELECT c.public_identifier, c.linkedin_url, c.line, c.url_shared, c.person_number,
+           u.linkedin_url IS NOT NULL AS url_taken
     FROM chunk c
-    WHERE first_in_chunk AND CASE
-        WHEN public_identifier IS NOT NULL THEN
-            NOT EXISTS (SELECT FROM persons p WHERE p.public_identifier = c.public_identifier)
-        ELSE NOT EXISTS (SELECT FROM persons p WHERE p.linkedin_url = c.linkedin_url)
-    END
+    LEFT JOIN taken_urls u ON u.linkedin_url = c.linkedin_url
+    WHERE c.first_in_chunk
+      AND NOT EXISTS (
+          SELECT FROM taken_identifiers t WHERE t.public_identifier = c.public_identifier
+      )
+      AND (c.public_identifier IS NOT NULL OR u.linkedin_url IS NULL)
 ), ranked AS (
     -- The first candidate with its URL: the only one, or else the first by line (a sort of
     -- only the candidates whose URL another row of the chunk may take first).
-    SELECT public_identifier, linkedin_url, person_number, true AS first_with_url
+    SELECT public_identifier, linkedin_url, person_number, url_taken, true AS first_with_url
     FROM candidates WHERE NOT url_shared
     UNION ALL
-    SELECT public_identifier, linkedin_url, person_number,
+    SELECT public_identifier, linkedin_url, person_number, url_taken,
            row_number() OVER (PARTITION BY linkedin_url COLLATE "C" ORDER BY line) = 1
     FROM candidates WHERE url_shared
 ), new_persons AS (
     INSERT INTO persons (id, public_identifier, linkedin_url)
     SELECT {person_id}, public_identifier,
-           CASE WHEN first_with_url AND (public_identifier IS NULL OR NOT EXISTS (
-               SELECT FROM persons p WHERE p.linkedin_url = r.linkedin_url
-           )) THEN linkedin_url END
+           CASE WHEN first_with_url AND NOT url_taken THEN linkedin_url END
     FROM ranked r
     WHERE public_identifier IS NOT NULL OR first_with_url
     RETURNING id, public_identifier, linkedin_url

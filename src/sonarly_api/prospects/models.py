@@ -51,7 +51,8 @@ class Prospect(Base):
 
     # References to account_groups (ON DELETE CASCADE) and persons: enforced by statement-
     # level triggers, not foreign keys, so that a bulk import is checked once per statement
-    # rather than once per row (see alembic revision 0002_set_based_references).
+    # rather than once per row (see alembic revisions 0002_set_based_references and
+    # 0003_reference_checks_scan).
     account_group_id: Mapped[str] = mapped_column(Text, primary_key=True)
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     person_id: Mapped[str] = mapped_column(Text)
