@@ -119,6 +119,8 @@ ANALYSIS = "\n".join(
 def targets(results: Json) -> list[Json]:
     new, again, copy = results["import"], results["reimport"], results["copy"]
     ratio, size = results["import_vs_copy"], f"{results['rows']:,}"
+    # The highest of every round's import (the reported round's is one of them).
+    rss = max(r["import"]["peak_rss_mib"] for r in results.get("rounds", [results]))
     found = [
         (f"import of {size} rows into {size}", f"< {TARGET_SECONDS:g} s", f"{new['seconds']} s",
          new["seconds"] < TARGET_SECONDS),
@@ -129,8 +131,8 @@ def targets(results: Json) -> list[Json]:
          again["summary"]["created"] == again["summary"]["updated"] == 0),
         ("re-import at least as fast", f"≤ {new['seconds']} s", f"{again['seconds']} s",
          again["seconds"] <= new["seconds"]),
-        (f"peak RSS, {size} rows", f"< {TARGET_RSS_MIB:g} MiB", f"{new['peak_rss_mib']} MiB",
-         new["peak_rss_mib"] < TARGET_RSS_MIB),
+        (f"peak RSS, {size} rows", f"< {TARGET_RSS_MIB:g} MiB", f"{rss} MiB",
+         rss < TARGET_RSS_MIB),
     ]  # fmt: skip
     if "import_10m" in results:
         big = results["import_10m"]
@@ -171,6 +173,7 @@ def markdown(results: Json) -> str:
         f"| plain COPY into an empty copy of the table | {results['copy']['rows']:,}"
         f" | {results['copy']['seconds']} s | | | | |",
     ]
+    rounds = results.get("rounds", [])
     if "import_10m" in results:
         lines.append(_row(f"{ROWS_10M:,} rows into a new group", results["import_10m"]))
     lines += [
@@ -181,6 +184,16 @@ def markdown(results: Json) -> str:
         ' "read all …"), then writing (the upsert of the other rows, and commit). Peak RSS is'
         " the kernel's high-water mark for that process. The re-import finds every row"
         f" unchanged ({again['summary']['unchanged']:,}) and writes nothing.",
+        "",
+        f"Each of the {len(rounds)} rounds ran the import, the re-import and the COPY, in that"
+        " order, on a fresh copy of the pre-loaded database; the table shows the round with"
+        " the median import/COPY ratio. Every round (import / re-import / COPY):"
+        + "".join(
+            f" {n}: {r['import']['seconds']} / {r['reimport']['seconds']} /"
+            f" {r['copy']['seconds']} s, {r['import_vs_copy']}×;"
+            for n, r in enumerate(rounds, 1)
+        ).rstrip(";")
+        + ".",
         "",
         "| Target | Wanted | Measured | |",
         "|---|---|---|---|",
