@@ -115,9 +115,9 @@ ANALYSIS = "\n".join(
         "~85% of that is inserting, looking up and checking what any import that resolves",
         "identities and keeps them unique must do. With revision 0003 the rounds measured",
         "3.30×, 3.52× and 3.54× in a first run, 3.41×, 4.01× and 4.18× in the run above",
-        "(2026-12-02, AMD EPYC; the COPY took 5.9 s to 9.2 s), 3.1× to 4.7× before it. The host's speed drifts by tens of percent over minutes here (one",
-        "code's import of the A/B series took 17.7 s to 29.7 s within an hour), hence the",
-        "rounds.",
+        "(2026-12-02, AMD EPYC; the COPY took 5.9 s to 9.2 s), 3.1× to 4.7× before it. The",
+        "host's speed drifts by tens of percent over minutes here (one code's import of the",
+        "A/B series took 17.7 s to 29.7 s within an hour), hence the rounds.",
     ]
 )
 
