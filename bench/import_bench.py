@@ -166,36 +166,29 @@ def with_database(url: str, name: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
 
 
-async def fresh_database(maintenance_url: str) -> str:
-    conn = await asyncpg.connect(_plain(maintenance_url))
+async def execute(url: str, *statements: str) -> None:
+    """Run statements one by one (simple protocol: also those, like CREATE DATABASE, that
+    cannot run in a transaction block)."""
+    conn = await asyncpg.connect(_plain(url))
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {DATABASE}")
+        for statement in statements:
+            await conn.execute(statement)
     finally:
         await conn.close()
-    return with_database(maintenance_url, DATABASE)
 
 
-async def copy_of_database(maintenance_url: str) -> str:
-    """A fresh copy of the pre-loaded database, for one round. FILE_COPY: its files copied
-    as they are (after a checkpoint) rather than block by block through the WAL."""
-    conn = await asyncpg.connect(_plain(maintenance_url))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {ROUND_DATABASE} WITH (FORCE)")
-        await conn.execute(
-            f"CREATE DATABASE {ROUND_DATABASE} TEMPLATE {DATABASE} STRATEGY FILE_COPY"
-        )
-    finally:
-        await conn.close()
-    return with_database(maintenance_url, ROUND_DATABASE)
+def _drop(name: str) -> str:
+    return f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
 
 
-async def drop_copy(maintenance_url: str) -> None:
-    conn = await asyncpg.connect(_plain(maintenance_url))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {ROUND_DATABASE} WITH (FORCE)")
-    finally:
-        await conn.close()
+async def fresh_database(maintenance_url: str, name: str = DATABASE, template: str = "") -> str:
+    """An empty database `name`, or with `template` a fresh copy of that database (its files
+    copied as they are, after a checkpoint, rather than block by block through the WAL)."""
+    create = f"CREATE DATABASE {name}"
+    if template:
+        create += f" TEMPLATE {template} STRATEGY FILE_COPY"
+    await execute(maintenance_url, _drop(name), create)
+    return with_database(maintenance_url, name)
 
 
 async def new_group(url: str, name: str) -> str:
@@ -357,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         rounds = [
             one_round(n, args, maintenance, group, new, logs) for n in range(1, args.rounds + 1)
         ]
-        asyncio.run(drop_copy(maintenance))
+        asyncio.run(execute(maintenance, _drop(ROUND_DATABASE)))
         results["rounds"] = rounds
         median = sorted(rounds, key=lambda r: r["import_vs_copy"])[(len(rounds) - 1) // 2]
         for key in ("import", "reimport", "copy", "import_vs_copy"):
@@ -385,7 +378,7 @@ def one_round(
     number: int, args: argparse.Namespace, maintenance: str, group: str, path: Path, logs: Path
 ) -> Json:
     """Import, re-import, then COPY, on a fresh copy of the pre-loaded database."""
-    url = asyncio.run(copy_of_database(maintenance))
+    url = asyncio.run(fresh_database(maintenance, ROUND_DATABASE, template=DATABASE))
     prefix = f"round {number}/{args.rounds}:"
     log(f"{prefix} importing {args.rows:,} new rows into {args.rows:,}")
     imported = cli_import(url, group, path, logs).as_json()
