@@ -23,8 +23,8 @@ Json = dict[str, Any]
 # explains. Re-profile when the importer changes.
 _PROFILE = [
     ("reading, validating, preparing a chunk", "Python, ~9 µs per row",
-     "csv and checks, then `_prepare`: the chunk sorted by URL, ids numbered, rows flagged;"
-     " overlapped with the server's work on the previous chunk"),
+     "csv and checks, then `_prepare`: the chunk sorted by public identifier or URL, ids"
+     " numbered, rows flagged; overlapped with the server's work on the previous chunk"),
     ("COPY of the chunk", "~40 ms",
      "into a temporary table emptied in place per chunk; ~35 ms of it Python encoding the rows"),
     ("persons: which rows create one", "~40 ms",

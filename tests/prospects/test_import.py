@@ -550,8 +550,9 @@ async def test_the_last_row_wins_for_a_person_the_import_creates(
 
 
 def test_a_chunk_is_prepared_in_insert_order_with_its_flags() -> None:
-    """What `_prepare` adds for the chunk statement (no database): persons in (URL, line)
-    order, and the flags that spare the statement a sort of the whole chunk."""
+    """What `_prepare` adds for the chunk statement (no database): persons in (public
+    identifier, else URL; line) order, and the flags that spare the statement a sort of the
+    whole chunk."""
     person = "ab" * 12
     chunk: list[StagedRow] = [
         (2, "p", None, "bob", "https://li/z", None, None, None),
@@ -563,7 +564,8 @@ def test_a_chunk_is_prepared_in_insert_order_with_its_flags() -> None:
     ]
     staged = importer._prepare(chunk, 100)
 
-    assert [row[0] for row in staged] == [3, 5, 6, 4, 2, 7]  # by URL, then line; none last
+    # By public identifier, else URL, then line; the rows that create no person last.
+    assert [row[0] for row in staged] == [3, 2, 4, 5, 6, 7]
     flags = {row[0]: row[8:11] for row in staged}  # first_in_chunk, url_shared, provider_shared
     assert flags == {
         2: (True, False, True),
