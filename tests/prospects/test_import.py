@@ -213,6 +213,41 @@ async def test_values_are_trimmed_and_empty_means_null(
     assert (row["provider_id"], row["name"], row["title"]) == (f"q-{uid}", None, "Boss")
 
 
+async def test_values_reach_the_tables_exactly(
+    import_engine: AsyncEngine, tmp_path: Path, uid: str
+) -> None:
+    """Whatever a value holds reaches the tables as it was read: the rows travel to the
+    server as CSV, where quotes, separators, line breaks and backslashes mean something."""
+    group = await make_group(import_engine)
+    tricky = {
+        "name": 'Ann "The Closer", Jr.',
+        "companyName": "Line one\nline two\r\nthree",
+        "title": "back\\slash \\N \\. tab\there",
+    }
+    foreign = {"name": "Zoë Ünal 李 🚀", "companyName": "NULL", "title": "\\."}
+    path = write(
+        tmp_path / "rows.jsonl",
+        jsonl(
+            {"providerId": f"a-{uid}", "publicIdentifier": f"ann-{uid}", **tricky},
+            {"providerId": f"b-{uid}", "linkedinUrl": f'https://li/b,"{uid}', **foreign},
+        ),
+    )
+    assert (await import_prospects(import_engine, group, path)).created == 2
+    got = {r["provider_id"]: r for r in await prospects(import_engine, group)}
+    first, second = got[f"a-{uid}"], got[f"b-{uid}"]
+    assert (first["name"], first["company_name"], first["title"]) == (
+        tricky["name"],
+        tricky["companyName"],
+        tricky["title"],
+    )
+    assert (second["name"], second["company_name"], second["title"]) == (
+        foreign["name"],
+        foreign["companyName"],
+        foreign["title"],
+    )
+    assert second["person_linkedin_url"] == f'https://li/b,"{uid}'
+
+
 async def test_empty_files(import_engine: AsyncEngine, tmp_path: Path) -> None:
     group = await make_group(import_engine)
     for path in (write(tmp_path / "a.jsonl", ""), write(tmp_path / "b.csv", HEADER + "\n")):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import io
 import os
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -336,14 +337,14 @@ async def _stage(conn: AsyncConnection, group: str, rows: AsyncGenerator[StagedR
         async with contextlib.aclosing(rows):
             numbered = 0  # rows staged so far: each has numbers of its own for new ids
             async for chunk in _chunks(rows, CHUNK_ROWS):
-                staged = _prepare(chunk, numbered)
+                payload = _csv(_prepare(chunk, numbered))
                 numbered += len(chunk)
                 if pending is not None:
                     await pending
                 # Created in this transaction: emptied in place, no new file.
                 await driver.execute("TRUNCATE import_chunk")
-                await driver.copy_records_to_table(
-                    "import_chunk", records=staged, columns=_CHUNK_COLUMNS
+                await driver.copy_to_table(
+                    "import_chunk", source=payload, columns=_CHUNK_COLUMNS, format="csv"
                 )
                 # Runs on the server while this coroutine parses the next chunk.
                 pending = asyncio.create_task(chunk_sql.run())
@@ -417,6 +418,18 @@ def _prepare(chunk: list[StagedRow], first_number: int) -> list[_ChunkRow]:
         extra = (first, url_shared, providers[row[1]] > 1, number, prospect_numbers[i])
         staged.append(row + extra)
     return staged
+
+
+def _csv(staged: list[_ChunkRow]) -> memoryview:
+    """The chunk as COPY's CSV, encoded while the server still runs the previous chunk's
+    statement, when Python has time to spare: the COPY is then the server's work alone
+    (~29 ms a chunk), where it used to wait on the driver encoding the rows as it sent them
+    (~46 ms). An unquoted empty field is NULL, which is what None becomes; no staged value
+    is an empty string (empty values are read as None), so none is mistaken for one. (A
+    memoryview: asyncpg would take bytes for a file name.)"""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(staged)
+    return memoryview(buffer.getvalue().encode())
 
 
 async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
