@@ -23,12 +23,13 @@ import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, reject, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
 from sqlalchemy import insert
@@ -174,6 +175,21 @@ def _with_genuine_cursor(case: OpenApiCase) -> None:
         case.query["cursor"] = GENUINE_CURSOR
 
 
+def _mislabelled_provider_id(case: OpenApiCase) -> bool:
+    """A "valid" lookup whose providerId the document's own pattern excludes. Schemathesis
+    4.32 has drawn one (`crm\n1`, a newline, against a pattern that excludes control
+    characters) and then held the 422 against the API. Such a draw is not a valid case, so it
+    is discarded; `validation.provider_id` refusing the value is the document's pattern
+    refusing it (TestDocumentedRules checks the two agree on every code point)."""
+    if not _positive(case) or case.operation.path != LOOKUP or not case.path_parameters:
+        return False
+    try:
+        validation.provider_id(unquote(str(case.path_parameters["providerId"])))
+    except ValidationFailed:
+        return True
+    return False
+
+
 @pytest.fixture(scope="module")
 async def seeded(database_url: str) -> AsyncIterator[str]:
     """The key (granted GROUP and SECOND_GROUP); GROUP holds a unique and an ambiguous
@@ -220,6 +236,8 @@ def served(seeded: str, database_url: str) -> str:
 )
 def test_operation_conforms(case: OpenApiCase, served: str) -> None:
     _with_genuine_cursor(case)
+    if _mislabelled_provider_id(case):
+        reject()
     response = case.call_and_validate()
     phase = case.meta.phase.name.value if case.meta is not None else "explicit"
     resolution = ""
