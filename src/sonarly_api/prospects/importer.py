@@ -337,23 +337,16 @@ async def _stage(conn: AsyncConnection, group: str, rows: AsyncGenerator[StagedR
     try:
         async with contextlib.aclosing(rows):
             numbered = 0  # rows staged so far: each has numbers of its own for new ids
-            encoding = _EncodeAhead()
+            copy = _ChunkCopy(driver)
             async for chunk in _chunks(rows, CHUNK_ROWS):
                 staged = _prepare(chunk, numbered)
                 numbered += len(chunk)
-                payload = encoding.csv(staged)
+                copy.encode(staged)
                 if pending is not None:
-                    await encoding.wait(pending, encoded=payload is not None)
+                    await copy.wait(pending)
                 # Created in this transaction: emptied in place, no new file.
                 await driver.execute("TRUNCATE import_chunk")
-                if payload is None:
-                    await driver.copy_records_to_table(
-                        "import_chunk", records=staged, columns=_CHUNK_COLUMNS
-                    )
-                else:
-                    await driver.copy_to_table(
-                        "import_chunk", source=payload, columns=_CHUNK_COLUMNS, format="csv"
-                    )
+                await copy.send(staged)
                 # Runs on the server while this coroutine parses the next chunk.
                 pending = asyncio.create_task(chunk_sql.run())
         if pending is not None:
@@ -428,33 +421,47 @@ def _prepare(chunk: list[StagedRow], first_number: int) -> list[_ChunkRow]:
     return staged
 
 
-class _EncodeAhead:
-    """Whether a chunk goes to COPY as CSV encoded in advance, or as records the driver
-    encodes while it sends them, during which the server waits (~46 ms a chunk of 20,000
-    rows, against ~29 ms for the CSV). Encoding in advance costs Python more (~3 µs a row
-    against ~2), so it pays only while Python would otherwise wait for the server's
+class _ChunkCopy:
+    """How each chunk reaches `import_chunk`: as CSV encoded in advance, or as records the
+    driver encodes while it sends them, during which the server waits (~46 ms a chunk of
+    20,000 rows, against ~29 ms for the CSV). Encoding in advance costs Python more (~3 µs a
+    row against ~2), so it pays only while Python would otherwise wait for the server's
     statement on the previous chunk: when the server has more to do per row than Python
     (new prospects), not the other way round (a re-import, where most rows go to the final
     upsert). Decided chunk by chunk from the last chunk's wait."""
 
-    def __init__(self) -> None:
+    def __init__(self, driver: asyncpg.Connection) -> None:
+        self._driver = driver
         self._spare = 0.0  # how long Python had for the last chunk before the server was done
         self._cost = 0.0  # what encoding the last CSV chunk cost
+        self._csv: memoryview | None = None  # the chunk to send, if encoded in advance
 
-    def csv(self, staged: list[_ChunkRow]) -> memoryview | None:
-        if not _encode_ahead(self._spare, self._cost):
-            return None
-        started = time.perf_counter()
-        payload = _csv(staged)
-        self._cost = time.perf_counter() - started
-        return payload
+    def encode(self, staged: list[_ChunkRow]) -> None:
+        """Before waiting for the server: encode the chunk now if there was time to spare."""
+        self._csv = None
+        if _encode_ahead(self._spare, self._cost):
+            started = time.perf_counter()
+            self._csv = _csv(staged)
+            self._cost = time.perf_counter() - started
 
-    async def wait(self, pending: asyncio.Task[None], *, encoded: bool) -> None:
+    async def wait(self, pending: asyncio.Task[None]) -> None:
         started = time.perf_counter()
         await pending
-        self._spare = time.perf_counter() - started + (self._cost if encoded else 0.0)
+        encoding = self._cost if self._csv is not None else 0.0
+        self._spare = time.perf_counter() - started + encoding
+
+    async def send(self, staged: list[_ChunkRow]) -> None:
+        if self._csv is None:
+            await self._driver.copy_records_to_table(
+                "import_chunk", records=staged, columns=_CHUNK_COLUMNS
+            )
+        else:
+            await self._driver.copy_to_table(
+                "import_chunk", source=self._csv, columns=_CHUNK_COLUMNS, format="csv"
+            )
 
 
+# A function of its own so that the tests can force either way.
 def _encode_ahead(spare: float, cost: float) -> bool:
     return spare > cost
 
