@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError as SQLAlchemyInterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -45,6 +46,99 @@ def async_url(url: str) -> str:
     raise ValueError("DATABASE_URL must be a postgresql:// URL")
 
 
+# Set on every connection the service opens (the app's pool, the CLI, the importer), so that
+# no statement depends on how the server was configured. `jit` off: PostgreSQL's JIT (on by
+# default in Debian's and the official image's servers; the embedded build has none) compiled
+# the importer's large statements again at every chunk: 200,000 rows into 200,000 took 30.5 s
+# with it on and 8.8 s off on the same server. The service's statements are index lookups and
+# set-based writes, which JIT never makes faster.
+SERVER_SETTINGS: dict[str, str] = {"application_name": "sonarly-api", "jit": "off"}
+
+
+class DatabaseRefused(Exception):
+    """PostgreSQL (or the network) refused a new connection: too many clients, a failed
+    authentication, a database shutting down or not accepting connections, a refused or timed
+    out TCP connect. Raised instead of the driver's error by every engine made here, so that all
+    of them read as "database unavailable" (503 with Retry-After) whatever their SQLSTATE, and
+    nothing in the pool needs dropping: no connection was made. The driver's error is the cause
+    (never shown: its text may name roles or databases)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"database refused a new connection ({type(cause).__name__})")
+        self.sqlstate: str | None = getattr(cause, "sqlstate", None)
+        self.timed_out = isinstance(cause, TimeoutError)
+
+    def reason(self) -> str:
+        """Plain words for an operator (the CLI), from the SQLSTATE, never the server's text."""
+        if self.sqlstate is not None:
+            for prefix, reason in _REFUSALS:
+                if self.sqlstate.startswith(prefix):
+                    return reason
+            return f"refused by the server (SQLSTATE {self.sqlstate})"
+        if self.timed_out:
+            return "no answer within DB_CONNECT_TIMEOUT_SECONDS"
+        return "unreachable (check DATABASE_URL's host and port)"
+
+
+_REFUSALS = (
+    ("53300", "too many connections (the server's max_connections or the role's CONNECTION LIMIT)"),
+    ("28", "authentication failed (check DATABASE_URL's user and password)"),
+    ("57P03", "the server is starting up or shutting down"),
+    ("3D000", "the database does not exist"),
+    ("55000", "the database is not accepting connections"),
+    ("53", "the server is out of resources"),
+)
+
+
+# What asyncpg.connect raises when the server or the network says no. (A `ValueError` for a
+# malformed URL or option is a configuration mistake, and is left to fail loudly.)
+_CONNECT_FAILURES: tuple[type[BaseException], ...] = (
+    OSError,  # refused, unreachable, reset; TimeoutError (the connect timeout) is one too
+    asyncio.TimeoutError,
+    asyncpg.PostgresError,  # 53300 too many clients, 28xxx auth, 57P03, 3D000, 55000…
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
+async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect, its refusals raised as `DatabaseRefused` (the engines' creator)."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except _CONNECT_FAILURES as exc:
+        raise DatabaseRefused(exc) from exc
+
+
+def _connect_args(settings: Settings | None) -> dict[str, Any]:
+    server_settings = dict(SERVER_SETTINGS)
+    connect_args: dict[str, Any] = {"server_settings": server_settings}
+    if settings is not None:
+        connect_args["timeout"] = settings.db_connect_timeout_seconds
+        if settings.db_statement_timeout_ms:
+            server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return connect_args
+
+
+def _new_engine(url: str, settings: Settings | None, **pool: Any) -> AsyncEngine:
+    """Every engine of the service (the app's, the CLI's, the importer's): the server settings
+    above, the connect timeout, and refusals raised as `DatabaseRefused`."""
+    engine = create_async_engine(async_url(url), connect_args=_connect_args(settings), **pool)
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _through_connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        # The dialect calls this instead of asyncpg.connect, with the URL's parts and
+        # connect_args as usual (SQLAlchemy's `async_creator` would get no arguments).
+        cparams["async_creator_fn"] = connect
+
+    return engine
+
+
+def create_admin_engine(url: str) -> AsyncEngine:
+    """An engine for the CLI and the importer: a small pool, the service's server settings
+    (`jit` off), no statement timeout (an import of millions of rows runs for minutes)."""
+    return _new_engine(url, None, pool_size=2, max_overflow=0)
+
+
 def create_engine(settings: Settings, url: str) -> AsyncEngine:
     """The application's engine.
 
@@ -52,11 +146,9 @@ def create_engine(settings: Settings, url: str) -> AsyncEngine:
     while pooled is detected on use instead (SQLAlchemy invalidates it and the pool), and
     read-only work retries once on a fresh connection (see `Database.read`).
     """
-    server_settings = {"application_name": "sonarly-api"}
-    if settings.db_statement_timeout_ms:
-        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
-    return create_async_engine(
-        async_url(url),
+    return _new_engine(
+        url,
+        settings,
         pool_size=settings.db_pool_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
@@ -65,50 +157,74 @@ def create_engine(settings: Settings, url: str) -> AsyncEngine:
         # same few PostgreSQL backends stay hot instead of every pooled one taking turns,
         # which cost PostgreSQL ~15% more CPU per lookup in the benchmark.
         pool_use_lifo=True,
-        connect_args={
-            "timeout": settings.db_connect_timeout_seconds,
-            "server_settings": server_settings,
-        },
     )
 
 
 # The driver's errors for "this connection is gone": the pooled connection is discarded and,
-# for reads, the statement retried once on another one.
+# for reads, the statement retried once on another one. Listed one by one rather than by
+# family: `OperatorInterventionError` also covers 57014 (a statement timeout, or a cancel),
+# and `InterfaceError` also covers misuse of a live connection (see `is_disconnect`).
 DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,  # 57P01 pg_terminate_backend, 57P02, 57P03
+    asyncpg.PostgresConnectionError,  # 08xxx, and the driver's "connection was closed"
+    asyncpg.AdminShutdownError,  # 57P01: pg_terminate_backend, a fast or smart shutdown
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.CannotConnectNowError,  # 57P03
     # The driver's protocol state broke (seen when PostgreSQL shuts down in the middle of a
     # statement, tests/faults/): the connection is unusable, whatever the cause.
     asyncpg.InternalClientError,
 )
 
-# Errors that mean "the database cannot serve us right now": answered with a 503.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    *DISCONNECT_ERRORS,
-    OperationalError,
-    InterfaceError,
-    PoolTimeoutError,
+# asyncpg's InterfaceError on a connection it already knows is closed; any other one ("another
+# operation is in progress", a released connection used) is a programming error: answered
+# 500, neither retried nor taken for an outage.
+_CLOSED = "connection is closed"
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True when `exc` means the connection it came from is gone."""
+    if isinstance(exc, asyncpg.InterfaceError) and not isinstance(
+        exc, asyncpg.ClientConfigurationError | asyncpg.DataError
+    ):
+        return _CLOSED in str(exc)
+    return isinstance(exc, DISCONNECT_ERRORS)
+
+
+# Errors that mean "the database cannot serve us right now" without the connection being
+# gone: answered 503 once, the connection kept.
+BUSY_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseRefused,  # a new connection refused (too many clients, authentication…)
+    PoolTimeoutError,  # every pooled connection busy for DB_POOL_TIMEOUT_SECONDS
     asyncio.TimeoutError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.QueryCanceledError,  # statement_timeout
+    asyncpg.QueryCanceledError,  # 57014: statement_timeout (an overloaded or locked table)
+    asyncpg.InsufficientResourcesError,  # 53xxx: out of memory, disk full, too many clients
+    asyncpg.exceptions.LockNotAvailableError,  # 55P03: lock_timeout
 )
 
 
+def _unavailable_driver_error(exc: BaseException | None) -> bool:
+    return exc is not None and (is_disconnect(exc) or isinstance(exc, BUSY_ERRORS))
+
+
 def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means "the database cannot serve us right now": a 503 with
+    Retry-After, never a 500."""
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        return isinstance(exc.orig, UNAVAILABLE_ERRORS) or isinstance(
-            getattr(exc.orig, "__cause__", None), UNAVAILABLE_ERRORS
+        if isinstance(exc, SQLAlchemyInterfaceError) and not isinstance(
+            exc.orig, AsyncAdapt_asyncpg_dbapi.Error
+        ):
+            return True  # SQLAlchemy's own "connection closed" family
+        return _unavailable_driver_error(exc.orig) or _unavailable_driver_error(
+            getattr(exc.orig, "__cause__", None)
         )
     if isinstance(exc, AsyncAdapt_asyncpg_dbapi.Error):
         # The pool's connect on the hot path (`Database.fetch`, engine.raw_connection()) raises
         # the dialect's DBAPI error unwrapped, the driver's error as its cause: e.g. "the
         # database system is starting up" while PostgreSQL restarts (tests/faults/).
-        return isinstance(exc.__cause__, UNAVAILABLE_ERRORS)
-    return isinstance(exc, UNAVAILABLE_ERRORS)
+        return _unavailable_driver_error(exc.__cause__)
+    return _unavailable_driver_error(exc)
 
 
 @dataclass(frozen=True)
@@ -175,7 +291,12 @@ class Database:
                 rows: list[asyncpg.Record] = await driver.fetch(
                     statement.sql, *statement.arguments(**values)
                 )
-            except DISCONNECT_ERRORS as exc:
+            except Exception as exc:
+                if not is_disconnect(exc):
+                    # A statement timeout, a constraint, a programming error: the connection
+                    # itself is fine; the pool resets it on check-in.
+                    pooled.close()
+                    raise
                 # Drop this connection and those held with it (likely gone too, e.g. after a
                 # PostgreSQL restart), then retry once, on a connection from the pool.
                 for dropped in (pooled, *self._take_held()):

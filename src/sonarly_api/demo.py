@@ -23,14 +23,14 @@ from typing import TextIO
 from urllib.parse import quote
 
 from sqlalchemy import delete, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sonarly_api.accounts import repository as account_groups
 from sonarly_api.accounts.models import AccountGroup
 from sonarly_api.auth import keys as key_format
 from sonarly_api.auth import repository as api_keys
 from sonarly_api.auth.models import ApiKey
-from sonarly_api.db import async_url
+from sonarly_api.db import create_admin_engine
 from sonarly_api.prospects.importer import import_prospects
 from sonarly_api.prospects.models import Person, Prospect
 from sonarly_api.runtime import ResolvedDatabase
@@ -237,7 +237,7 @@ def seed_demo(database: ResolvedDatabase, *, host: str, port: int, enabled: bool
         return
 
     async def run() -> Demo | None:
-        engine = create_async_engine(async_url(database.url))
+        engine = create_admin_engine(database.url)
         try:
             return await create_demo(engine, database.pepper.encode())
         finally:

@@ -305,6 +305,8 @@ async def _begin(conn: AsyncConnection, group: str) -> None:
         text(
             "SELECT set_config('statement_timeout', '0', true),"
             " set_config('work_mem', '256MB', true),"
+            # Whatever engine runs it (the CLI's sets jit off for the session: db.py).
+            " set_config('jit', 'off', true),"
             # The tables read here are cached: prefer index probes where they are cheaper.
             " set_config('random_page_cost', '1.1', true)"
         )
