@@ -193,7 +193,7 @@ class Baseline:
         # asyncpg takes libpq URLs; the service's form names the SQLAlchemy driver.
         self.dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
         self.pepper = os.environ["API_KEY_PEPPER"].encode()
-        self.pool_size = int(os.environ.get("DB_POOL_SIZE", "40"))  # the service's default
+        self.pool_size = int(os.environ.get("DB_POOL_SIZE", "10"))  # the service's default
         self.pool: Any = None
         self.cache: dict[bytes, tuple[float, Principal | None]] = {}
 

@@ -19,7 +19,7 @@ from sonarly_api.config import environment_variables
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
-DEFAULT_POOL_SIZE = 40  # the service's DB_POOL_SIZE default, also the baseline's
+DEFAULT_POOL_SIZE = 10  # the service's DB_POOL_SIZE default, also the baseline's
 START_TIMEOUT = 60.0
 STARTED_LINE = "Application startup complete."
 # Settings the service reads: cleared from the inherited environment so that the bench
@@ -62,8 +62,13 @@ def redis_reachable(host: str = "127.0.0.1", port: int = 6379) -> bool:
 
 
 def rate_limit_storage() -> str:
-    """Redis when reachable (production config with several workers), else memory."""
-    return REDIS_URI if redis_reachable() else "memory://"
+    """Redis: the service runs several workers, which `serve` refuses with memory://."""
+    if not redis_reachable():
+        raise HarnessError(
+            "the service runs 2 workers, which need Redis for their rate-limit counters "
+            "(RATE_LIMIT_STORAGE_URI): start one on 127.0.0.1:6379"
+        )
+    return REDIS_URI
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,8 @@ class Deployment:
 
 def pool_size_for(max_connections: int, in_use: int) -> int | None:
     """Both servers run at once, 2 workers each: their pools must fit in the server's
-    max_connections. None (the service's default, 40) when they do; otherwise the largest
-    size that fits, the same for both."""
+    max_connections. None (the service's default, DEFAULT_POOL_SIZE) when they do;
+    otherwise the largest size that fits, the same for both."""
     fitting = (max_connections - in_use - 10) // (2 * WORKERS)
     return None if fitting >= DEFAULT_POOL_SIZE else max(4, fitting)
 

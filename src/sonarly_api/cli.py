@@ -21,14 +21,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sonarly_api.accounts import repository as account_groups
 from sonarly_api.auth import keys as key_format
 from sonarly_api.auth import repository as api_keys
 from sonarly_api.auth.principal import PERMISSIONS
 from sonarly_api.config import Settings, describe_settings_error, get_settings
-from sonarly_api.db import async_url
+from sonarly_api.db import DatabaseRefused, create_admin_engine
 from sonarly_api.demo import seed_demo
 from sonarly_api.durations import EXAMPLES, format_duration, parse_duration
 from sonarly_api.embedded_pg import EmbeddedPostgresError
@@ -79,7 +79,8 @@ def run_with_database(work: Callable[[Admin], Awaitable[T]], *, migrate: bool | 
     settings = load_settings()
 
     async def main(database: ResolvedDatabase) -> T:
-        engine = create_async_engine(async_url(database.url))
+        # The service's server settings (`jit` off for the importer's large statements).
+        engine = create_admin_engine(database.url)
         try:
             return await work(Admin(engine, database.pepper.encode()))
         finally:
@@ -90,6 +91,8 @@ def run_with_database(work: Callable[[Admin], Awaitable[T]], *, migrate: bool | 
             return asyncio.run(main(database))
     except EmbeddedPostgresError as exc:
         fail(f"embedded PostgreSQL: {exc}")
+    except DatabaseRefused as exc:
+        fail(f"database: {exc.reason()}")
     except OSError as exc:
         fail(f"database unreachable: {exc.strerror or exc}")
 
@@ -144,6 +147,13 @@ def serve(
         fail(
             "the embedded PostgreSQL serves a single worker process; "
             "set DATABASE_URL (and RATE_LIMIT_STORAGE_URI=redis://…) to run several",
+            code=2,
+        )
+    if workers > 1 and settings.rate_limit_storage_uri.startswith("memory://"):
+        # Each process would count alone: every budget N times what RATE_LIMIT says.
+        fail(
+            "invalid setting RATE_LIMIT_STORAGE_URI: memory:// counts per process; "
+            f"--workers {workers} needs redis://host:port/db",
             code=2,
         )
     configure_logging(settings.log_level, settings.log_format)

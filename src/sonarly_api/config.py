@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from limits import parse
+from limits import parse, parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +21,30 @@ def _validated_rate_limit(value: str) -> str:
         parse(value)
     except ValueError as exc:
         raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
+    # `limits` reads "600/minute;10/second" as its first limit only; one window per budget is
+    # what the service counts, so several are refused rather than silently cut to one.
+    if len(parse_many(value)) > 1:
+        raise ValueError(f"one limit only, like '600/minute' (several were given): {value!r}")
+    return value
+
+
+def _validated_storage_uri(value: str) -> str:
+    if value.startswith("memory://"):
+        return value
+    if not value.startswith(("redis://", "rediss://")):
+        raise ValueError("must be memory:// or redis://host:port/db")
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
+    except ValueError:
+        # Host and port only: the part before '@' may hold a password.
+        where = parts.netloc.rpartition("@")[2]
+        raise ValueError(f"the port is not a number from 1 to 65535: {where!r}") from None
+    if not parts.hostname:
+        raise ValueError("no host: use redis://host:port/db")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError(f"the database is not a number: {database!r} (redis://host:port/0)")
     return value
 
 
@@ -39,12 +64,17 @@ class Settings(BaseSettings):
     rate_limit_storage_uri: str = "memory://"
 
     # Upper bound, in seconds, for a revoked key to stop working in every worker.
-    key_cache_ttl_seconds: Annotated[float, Field(ge=0, le=300)] = 10.0
+    key_cache_ttl_seconds: Annotated[float, Field(ge=0, le=300, allow_inf_nan=False)] = 10.0
     key_cache_size: Annotated[int, Field(ge=1)] = 10_000
 
-    db_pool_size: Annotated[int, Field(ge=1, le=1000)] = 40
-    db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
-    db_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # Per process: processes x DB_POOL_SIZE must fit the server's max_connections, with room
+    # for job workers, migrations and the CLI (README, "Connections"). 10 keeps two API
+    # processes at 20 of a default server's 100; the benchmark's throughput against pool size
+    # (docs/performance.md) shows no gain past it on two cores.
+    db_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    # Finite: `inf` passed `gt=0` and made a request wait forever for a pooled connection.
+    db_pool_timeout_seconds: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 2.0
+    db_connect_timeout_seconds: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 2.0
     db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5_000
     # On SIGTERM, `serve` stops accepting connections and waits this long for in-flight
     # requests before cancelling them (uvicorn's timeout_graceful_shutdown; its default waits
@@ -68,9 +98,7 @@ class Settings(BaseSettings):
     @field_validator("rate_limit_storage_uri")
     @classmethod
     def _check_storage(cls, value: str) -> str:
-        if not value.startswith(("memory://", "redis://", "rediss://")):
-            raise ValueError("must be memory:// or redis://host:port/db")
-        return value
+        return _validated_storage_uri(value)
 
     @field_validator("database_url")
     @classmethod

@@ -21,6 +21,7 @@ import pytest
 from sonarly_api.config import Settings
 from tests.conftest import PEPPER, Factory, bearer
 from tests.observability.test_metrics import LOOKUP, requests_total
+from tests.support import redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120  # seconds; worker start-up is slow on a loaded machine
@@ -78,6 +79,8 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
         LOG_FORMAT="json",
         RATE_LIMIT="100000/minute",
         AUTH_FAILURE_RATE_LIMIT="100000/minute",
+        # Several workers need shared counters (serve refuses memory:// with --workers 2).
+        RATE_LIMIT_STORAGE_URI=redis_url(),
         PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p),
     )
     port = _free_port()
