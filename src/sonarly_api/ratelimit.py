@@ -27,6 +27,8 @@ from typing import Protocol
 import redis.asyncio as redis
 from cachetools import TTLCache
 from limits import RateLimitItem, parse
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from sonarly_api.errors import RateLimited
 
@@ -53,9 +55,50 @@ class Quota:
         return RateLimited(details, headers={**self.headers(), "Retry-After": str(retry_after)})
 
 
-def _storage_failed(exc: Exception) -> None:
-    # Availability over strictness: a rate-limit storage outage must not take the API down.
-    logger.warning("rate-limit storage unavailable (%s); request not limited", type(exc).__name__)
+# Every call to the storage is bounded: a Redis that accepts connections and never answers
+# held every authenticated request for 5 s (redis-py has no timeout by default, and retries).
+STORAGE_TIMEOUT_SECONDS = 0.25
+# After a failure the storage is left alone for this long: requests go through uncounted at
+# once instead of each waiting for its own timeout; one warning per period, not per request.
+STORAGE_RETRY_SECONDS = 1.0
+WARNING_INTERVAL_SECONDS = 60.0
+
+
+class _StorageHealth:
+    """Failing open (availability over strictness: a rate-limit storage outage must not take
+    the API down), counted for the metric, logged once per WARNING_INTERVAL_SECONDS."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        # Calls to the storage that failed (sonarly_rate_limit_storage_failures_total); the
+        # requests let through meanwhile without a call are not counted.
+        self.failures = 0
+        self._down_until = 0.0
+        self._warned_at: float | None = None
+        self._unlogged = 0
+
+    def available(self) -> bool:
+        return self._clock() >= self._down_until
+
+    def failed(self, exc: Exception) -> None:
+        now = self._clock()
+        self.failures += 1
+        self._down_until = now + STORAGE_RETRY_SECONDS
+        if self._warned_at is not None and now - self._warned_at < WARNING_INTERVAL_SECONDS:
+            self._unlogged += 1
+            return
+        since = f"; {self._unlogged} more failures since the last warning" if self._unlogged else ""
+        logger.warning(
+            "rate-limit storage unavailable (%s); requests are not limited while it is%s",
+            type(exc).__name__,
+            since,
+        )
+        self._warned_at, self._unlogged = now, 0
+
+    def recovered(self) -> None:
+        if self._warned_at is not None:
+            logger.info("rate-limit storage reachable again; requests are limited")
+            self._warned_at, self._unlogged = None, 0
 
 
 class _Counters(Protocol):
@@ -135,7 +178,14 @@ class _RedisCounters:
     """
 
     def __init__(self, uri: str) -> None:
-        self._client = redis.Redis.from_url(uri)
+        self._client = redis.Redis.from_url(
+            uri,
+            socket_connect_timeout=STORAGE_TIMEOUT_SECONDS,
+            socket_timeout=STORAGE_TIMEOUT_SECONDS,
+            # No retries: redis-py's default retries 10 times with backoff, which turned a
+            # short timeout back into seconds per request. The next request tries again.
+            retry=Retry(NoBackoff(), 0),
+        )
         self._add = self._client.register_script(_ADD_SCRIPT)
         self._waiting: list[tuple[str, int, int, asyncio.Future[tuple[int, int]]]] = []
         self._sender: asyncio.Task[None] | None = None
@@ -159,7 +209,9 @@ class _RedisCounters:
                 for _, amount, expiry_ms, _ in batch:
                     args += (amount, expiry_ms)
                 try:
-                    flat = await self._add(keys=[key for key, *_ in batch], args=args)
+                    # Also bounds what the socket timeouts do not (e.g. name resolution).
+                    async with asyncio.timeout(2 * STORAGE_TIMEOUT_SECONDS):
+                        flat = await self._add(keys=[key for key, *_ in batch], args=args)
                 except Exception as exc:
                     # Each waiting request decides (fail open, see RateLimits.hit_key).
                     for *_, done in batch:
@@ -258,6 +310,14 @@ class _FixedWindow:
             if reserved.tokens == 0 and reserved.counted >= self._item.amount:
                 return self._quota(reserved), False
 
+    def last_known(self, identity: str) -> Quota:
+        """The quota as this process last knew it (the storage being unreachable): its lease
+        in the current window, else a whole budget in a window starting now."""
+        lease = self._leases.get(identity)
+        if lease is not None and lease.reset_at > time.time():
+            return self._quota(lease)
+        return Quota(self._item.amount, self._item.amount, time.time() + self._item.get_expiry())
+
     def _reserved(self, identity: str, done: asyncio.Future[_Lease]) -> None:
         # Only its own entry: a newer reservation for the key may have replaced it.
         if self._reserving.get(identity) is done:
@@ -287,6 +347,15 @@ class _FixedWindow:
         return lease
 
 
+def describe(item: RateLimitItem) -> str:
+    """'600 requests per minute', '10 requests per 5 seconds' (limits' own str() reads
+    '600 per 1 minute', which the 429 message put as "may make 600 per 1 minute requests")."""
+    unit = item.GRANULARITY.name
+    requests = "request" if item.amount == 1 else "requests"
+    every = unit if item.multiples == 1 else f"{item.multiples} {unit}s"
+    return f"{item.amount} {requests} per {every}"
+
+
 class RateLimits:
     def __init__(self, storage_uri: str, per_key: str, per_failed_auth: str) -> None:
         self._counters = _counters(storage_uri)
@@ -300,17 +369,32 @@ class RateLimits:
         self._blocked: TTLCache[str, Quota] = TTLCache(
             maxsize=_TRACKED, ttl=self.per_failed_auth.get_expiry()
         )
+        self.storage = _StorageHealth()
+        self._exceeded = f"This API key may make {describe(self.per_key)}."
 
-    async def hit_key(self, key_id: str) -> Quota | None:
-        """Spend one request of the key's budget; raise RateLimited when it is exhausted.
-        None when the storage is unreachable: the request goes through (fail open)."""
-        try:
-            quota, allowed = await self._keys.hit(key_id)
-        except Exception as exc:
-            _storage_failed(exc)
+    async def _hit(self, window: _FixedWindow, identity: str) -> tuple[Quota, bool] | None:
+        """The window's hit, or None when the storage fails or was failing a moment ago (the
+        request then goes through: fail open)."""
+        if not self.storage.available():
             return None
+        try:
+            result = await window.hit(identity)
+        except Exception as exc:
+            self.storage.failed(exc)
+            return None
+        self.storage.recovered()
+        return result
+
+    async def hit_key(self, key_id: str) -> Quota:
+        """Spend one request of the key's budget; raise RateLimited when it is exhausted.
+        While the storage is unreachable the request goes through uncounted (fail open), and
+        the quota returned is the last this process knew of the key's window."""
+        hit = await self._hit(self._keys, key_id)
+        if hit is None:
+            return self._keys.last_known(key_id)
+        quota, allowed = hit
         if not allowed:
-            raise quota.exceeded(f"This API key may make {self.per_key} requests.")
+            raise quota.exceeded(self._exceeded)
         return quota
 
     def ensure_address_not_blocked(self, address: str) -> None:
@@ -324,11 +408,10 @@ class RateLimits:
         """Count a failed authentication; the one over the budget is answered with 429 and
         blocks the address in this process until the window ends (other workers block it at
         its next failure there: the counter itself is shared)."""
-        try:
-            quota, allowed = await self._failures.hit(address)
-        except Exception as exc:
-            _storage_failed(exc)
+        hit = await self._hit(self._failures, address)
+        if hit is None:
             return
+        quota, allowed = hit
         if not allowed:
             self._blocked[address] = quota
             raise quota.exceeded("Too many failed authentications from this address.")

@@ -28,9 +28,8 @@ async def _authenticate_and_limit(request: Request) -> Principal:
     # Authenticated answers are per key and per tenant: no shared or private cache may keep them.
     add_response_header(request.scope, "Cache-Control", "no-store")
     quota = await limits.hit_key(principal.key_id)
-    if quota is not None:
-        for name, value in quota.headers().items():
-            add_response_header(request.scope, name, value)
+    for name, value in quota.headers().items():
+        add_response_header(request.scope, name, value)
     return principal
 
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, LargeBinary, any_, bindparam, func, insert, literal, select, update
+from sqlalchemy import (
+    ARRAY,
+    LargeBinary,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sonarly_api.auth.models import ApiKey, ApiKeyGrant
@@ -196,16 +207,24 @@ async def rotate_key(
     )
 
 
-# One array parameter rather than an expanding IN: with a thousand keys, SQLAlchemy's
-# expansion of a bind per id cost 6-18 ms of the event loop's CPU once a minute per worker.
+# Array parameters rather than an expanding IN: with a thousand keys, SQLAlchemy's expansion
+# of a bind per id cost 6-18 ms of the event loop's CPU once a minute per worker. Each key gets
+# the time of its last request seen by this process (not the time of the write, up to a minute
+# later), never earlier than what another process wrote, and never later than its revocation:
+# a cached key still works for up to KEY_CACHE_TTL_SECONDS after it, but was revoked when used.
 _TOUCH_LAST_USED = DriverStatement.compile(
-    update(ApiKey)
-    .where(ApiKey.id == any_(bindparam("key_ids", type_=ARRAY(ApiKey.id.type))))
-    .values(last_used_at=func.now())
+    text(
+        # greatest() and least() skip NULLs: no earlier stamp, no revocation.
+        "UPDATE api_keys SET last_used_at ="
+        " least(greatest(api_keys.last_used_at, used.at), api_keys.revoked_at)"
+        " FROM unnest(CAST(:key_ids AS text[]), CAST(:used_at AS timestamptz[])) AS used(id, at)"
+        " WHERE api_keys.id = used.id"
+    )
 )
 
 
-async def touch_last_used(db: Database, key_ids: Sequence[str]) -> None:
-    """One UPDATE for all `key_ids` (autocommit: a single statement; repeating it is harmless,
-    so `Database.fetch` may retry it on another connection)."""
-    await db.fetch(_TOUCH_LAST_USED, key_ids=list(key_ids))
+async def touch_last_used(db: Database, used_at: Mapping[str, datetime]) -> None:
+    """One UPDATE for all keys of `used_at` (key id: time of its last request; autocommit: a
+    single statement; repeating it is harmless, so `Database.fetch` may retry it)."""
+    key_ids = sorted(used_at)
+    await db.fetch(_TOUCH_LAST_USED, key_ids=key_ids, used_at=[used_at[k] for k in key_ids])

@@ -1,8 +1,9 @@
 """Keeps `api_keys.last_used_at` current to the minute without a write per request.
 
-Each process notes the keys it authenticated (a set insertion on the request path) and writes
-them all in one UPDATE once a minute, off the request path. A failed write is logged and its
-keys kept for the next one.
+Each process notes the keys it authenticated, with the time (a dict assignment on the request
+path), and writes them all in one UPDATE once a minute, off the request path: each key gets the
+time of its last request, not the time of the write. A failed write is logged and its keys
+kept for the next one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from datetime import UTC, datetime
 
 from sonarly_api.auth.repository import touch_last_used
 from sonarly_api.db import Database
@@ -23,11 +26,11 @@ class UsageRecorder:
     def __init__(self, db: Database, interval_seconds: float = FLUSH_INTERVAL_SECONDS) -> None:
         self._db = db
         self._interval = interval_seconds
-        self._seen: set[str] = set()
+        self._seen: dict[str, float] = {}  # key id -> epoch seconds of its last request
         self._flusher: asyncio.Task[None] | None = None
 
     def seen(self, key_id: str) -> None:
-        self._seen.add(key_id)
+        self._seen[key_id] = time.time()
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
 
@@ -39,11 +42,14 @@ class UsageRecorder:
     async def _flush(self) -> None:
         if not self._seen:
             return
-        key_ids, self._seen = self._seen, set()
+        seen, self._seen = self._seen, {}
         try:
-            await touch_last_used(self._db, sorted(key_ids))
+            await touch_last_used(
+                self._db, {key: datetime.fromtimestamp(at, UTC) for key, at in seen.items()}
+            )
         except Exception as exc:
-            self._seen |= key_ids
+            # Uses noted meanwhile are more recent: they win.
+            self._seen = seen | self._seen
             logger.warning("could not record key use (%s)", type(exc).__name__)
 
     async def drain(self) -> None:

@@ -49,9 +49,18 @@ RATE_LIMITED = "sonarly_rate_limited_requests"
 RATE_LIMITED_HELP = (
     "Requests refused with 429 (per-key budget, or failed authentications per address)."
 )
+STORAGE_FAILURES = "sonarly_rate_limit_storage_failures"
+STORAGE_FAILURES_HELP = (
+    "Rate-limit storage calls that failed or timed out; their requests went through uncounted."
+)
 POOL = "sonarly_db_pool_connections"
 POOL_HELP = "Database connections of the pool, by state (in_use, idle); summed over workers."
-_HELP = {REQUESTS: REQUESTS_HELP, DURATION: DURATION_HELP, RATE_LIMITED: RATE_LIMITED_HELP}
+_HELP = {
+    REQUESTS: REQUESTS_HELP,
+    DURATION: DURATION_HELP,
+    RATE_LIMITED: RATE_LIMITED_HELP,
+    STORAGE_FAILURES: STORAGE_FAILURES_HELP,
+}
 
 PoolSource = Callable[[], tuple[int, int] | None]  # (in use, idle)
 SeriesKey = tuple[str, str, int]  # method, route template, status
@@ -78,9 +87,18 @@ class _Series:
 
 
 class RequestMetrics:
-    def __init__(self, pool_source: PoolSource, directory: str | None = None) -> None:
+    def __init__(
+        self,
+        pool_source: PoolSource,
+        directory: str | None = None,
+        storage_failures: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.directory = directory
         self._pool_source = pool_source
+        # This process's count of failed rate-limit storage calls, and how much of it the
+        # files already hold (multiprocess mode).
+        self._storage_failures = storage_failures
+        self._storage_failures_flushed = 0
         self._series: dict[SeriesKey, _Series] = {}
         self._rate_limited: dict[str, int] = {}
         self._files: dict[tuple[str, ...], Any] = {}  # multiprocess values, by series
@@ -127,7 +145,10 @@ class RequestMetrics:
         if connections is not None:
             pool.add_metric(("in_use",), connections[0])
             pool.add_metric(("idle",), connections[1])
-        return [requests, duration, limited, pool]
+        failures = CounterMetricFamily(
+            STORAGE_FAILURES, STORAGE_FAILURES_HELP, value=self._storage_failures()
+        )
+        return [requests, duration, limited, pool, failures]
 
     # --- several workers ---------------------------------------------------------------
 
@@ -152,6 +173,11 @@ class RequestMetrics:
             if n:
                 self._add("counter", RATE_LIMITED, "_total", ("route",), (route,), n)
                 self._rate_limited[route] = 0
+        failures = self._storage_failures()
+        if failures > self._storage_failures_flushed:
+            n = failures - self._storage_failures_flushed
+            self._add("counter", STORAGE_FAILURES, "_total", (), (), n)
+            self._storage_failures_flushed = failures
         if self._pool_gauge is not None:
             connections = self._pool_source()
             if connections is not None:

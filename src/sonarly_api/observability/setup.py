@@ -25,7 +25,11 @@ def install_observability(app: FastAPI, settings: Settings) -> RequestMetrics | 
             state = getattr(app.state, "sonarly", None)  # set by the lifespan
             return state.db.pool_status() if state is not None else None
 
-        metrics = RequestMetrics(pool, multiprocess_dir())
+        def storage_failures() -> int:
+            state = getattr(app.state, "sonarly", None)
+            return state.rate_limits.storage.failures if state is not None else 0
+
+        metrics = RequestMetrics(pool, multiprocess_dir(), storage_failures)
         token = settings.metrics_token
         app.include_router(
             metrics_router(metrics, token.get_secret_value() if token is not None else None)
