@@ -42,14 +42,14 @@ deploy-check: $(VENV)/.installed-dev  ## lint the Dockerfile (hadolint) and vali
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-bench: $(VENV)/.installed-bench  ## service vs baseline at 1M rows (BENCH_ARGS=--rows-10m, --profile); writes docs/performance.md
+bench: $(VENV)/.installed-bench  ## service vs baseline at 1M rows, embedded and (BENCH_DATABASE_URL) over TCP (BENCH_ARGS=--rows-10m, --profile); writes docs/performance.md
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 .PHONY: bench-import
-bench-import: $(VENV)/.installed-bench  ## 1M-row import into 1M rows vs plain COPY, peak RSS (BENCH_ARGS=--rows-10m); writes docs/performance.md
+bench-import: $(VENV)/.installed-bench  ## 1M-row import into 1M rows vs plain COPY, peak RSS, embedded and (BENCH_DATABASE_URL) over TCP (BENCH_ARGS=--rows-10m); writes docs/performance.md
 	$(BIN)/python -m bench.import_bench $(BENCH_ARGS)
 
-bench-smoke: $(VENV)/.installed-bench  ## the harness end to end on a tiny dataset, under a minute (CI)
+bench-smoke: $(VENV)/.installed-bench  ## the harness end to end on a tiny dataset, a few minutes; both paths with BENCH_DATABASE_URL (CI)
 	$(BIN)/python -m bench.run --smoke
 
 fuzz: $(VENV)/.installed-dev  ## Schemathesis CLI, every check, against a real server (FUZZ_ARGS=--max-examples N)

@@ -165,11 +165,17 @@ async def _create_database_if_missing(url: str, database: str) -> None:
         await conn.close()
 
 
-@contextlib.contextmanager
-def open_server(log: Log) -> Iterator[DbServer]:
-    """BENCH_DATABASE_URL if set, else the embedded PostgreSQL under .data/bench-pg (stopped
-    on exit unless another process still uses it)."""
+def database_paths() -> list[str | None]:
+    """The paths a run measures: the embedded server (None) always, and BENCH_DATABASE_URL's
+    server over TCP when it is set."""
     url = os.environ.get("BENCH_DATABASE_URL", "").strip()
+    return [None, url] if url else [None]
+
+
+@contextlib.contextmanager
+def open_server(log: Log, url: str | None = None) -> Iterator[DbServer]:
+    """`url` (BENCH_DATABASE_URL) if given, else the embedded PostgreSQL under .data/bench-pg
+    (stopped on exit unless another process still uses it)."""
     if url:
         log(f"database: BENCH_DATABASE_URL ({make_url(url).render_as_string(True)})")
         yield DbServer("external", async_url(url))

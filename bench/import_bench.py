@@ -3,9 +3,11 @@ plain COPY of the same rows, and how much memory it needs.
 
 1. Two deterministic 1M-row CSV files (cached under .data/bench-import/): the rows already in
    the database, and the new rows. 1% of provider ids are carried by two persons.
-2. A fresh database (`import_bench` on the embedded PostgreSQL under .data/bench-import-pg, or
-   on the server of BENCH_DATABASE_URL), migrated; one account group, pre-loaded with the
-   first file through the importer.
+2. A fresh database (`import_bench` on the embedded PostgreSQL under .data/bench-import-pg,
+   Unix socket), migrated; one account group, pre-loaded with the first file through the
+   importer. With BENCH_DATABASE_URL set, everything is measured again on that server, over
+   TCP (its databases named after the URL's: `<database>_import`, `<database>_import_round`),
+   and docs/performance.md shows both paths side by side.
 3. Rounds (3 by default), each on a fresh copy of that pre-loaded database (`CREATE DATABASE
    … TEMPLATE`), one after the other. Timed in each, each import as its own `sonarly-api
    prospects import` process (wall time from start to exit, peak RSS from the kernel's
@@ -49,7 +51,19 @@ from typing import Any, TextIO
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from bench.import_report import DOC, ROWS_10M, markdown, targets, update_doc
+from bench.import_report import (
+    DOC,
+    PATHS_END,
+    PATHS_START,
+    ROWS_10M,
+    TCP_END,
+    TCP_HEADING,
+    TCP_START,
+    markdown,
+    paths_table,
+    targets,
+    update_doc,
+)
 from bench.report import machine
 from sonarly_api.accounts import repository as account_groups
 from sonarly_api.db import async_url
@@ -64,6 +78,7 @@ ROUND_DATABASE = "import_bench_round"  # a copy of DATABASE, made anew for each 
 ROUNDS = 3
 PEPPER = "bench-import-pepper-not-a-secret"
 RESULTS = ROOT / "bench" / "results" / "import-latest.json"
+RESULTS_TCP = ROOT / "bench" / "results" / "import-latest-tcp.json"
 ROWS = 1_000_000
 # Bump when the generated rows change: cached files are then written again.
 FILE_VERSION = 1
@@ -144,14 +159,40 @@ def _plain(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+@dataclass(frozen=True)
+class DatabasePath:
+    """Where the imports run: the embedded server (Unix socket) or BENCH_DATABASE_URL's (TCP)."""
+
+    name: str  # "embedded" | "tcp"
+    url: str | None  # BENCH_DATABASE_URL for "tcp"
+
+    @property
+    def database(self) -> str:
+        if self.url is None:
+            return DATABASE
+        # Named after the URL's database, so that a shared server's owner chooses the prefix.
+        return f"{make_url(self.url).database or 'postgres'}_import"
+
+    @property
+    def round_database(self) -> str:
+        return f"{self.database}_round"
+
+
+def database_paths() -> list[DatabasePath]:
+    """The embedded server always; BENCH_DATABASE_URL's too when it is set."""
+    url = os.environ.get("BENCH_DATABASE_URL", "").strip()
+    return [DatabasePath("embedded", None)] + ([DatabasePath("tcp", url)] if url else [])
+
+
 @contextlib.contextmanager
-def database_server() -> Iterator[tuple[str, str]]:
+def database_server(path: DatabasePath) -> Iterator[tuple[str, str]]:
     """(URL of the maintenance database, a description): BENCH_DATABASE_URL's server, else
     the embedded PostgreSQL under .data/bench-import-pg (stopped at the end)."""
-    url = os.environ.get("BENCH_DATABASE_URL", "").strip()
-    if url:
+    if path.url is not None:
+        url = path.url
         maintenance = make_url(url).set(database="postgres").render_as_string(False)
-        yield async_url(maintenance), "BENCH_DATABASE_URL " + make_url(url).render_as_string(True)
+        where = "BENCH_DATABASE_URL over TCP " + make_url(url).render_as_string(True)
+        yield async_url(maintenance), where
         return
     server = EmbeddedPostgres(EMBEDDED_DIR)
     server.start()
@@ -333,13 +374,38 @@ def main(argv: list[str] | None = None) -> None:
     full = args.rows == ROWS
     logs = DATA_DIR / "import.log"
     logs.unlink(missing_ok=True)
+    measured = {path.name: measure(args, path, logs) for path in database_paths()}
+    if not full:
+        log("not the full size: results not written; they would read:")
+        for results in measured.values():
+            print(markdown(results))
+        print(paths_table(measured))
+        return
+    for name, results in measured.items():
+        result_file = RESULTS if name == "embedded" else RESULTS_TCP
+        result_file.parent.mkdir(parents=True, exist_ok=True)
+        result_file.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        if name == "embedded":
+            update_doc(markdown(results))
+        else:
+            block = markdown(results, heading=TCP_HEADING, analysis=False)
+            update_doc(block, start=TCP_START, end=TCP_END)
+        log(f"wrote {result_file.relative_to(ROOT)}")
+    update_doc(paths_table(measured), start=PATHS_START, end=PATHS_END)
+    log(f"wrote {DOC.relative_to(ROOT)}")
+
+
+def measure(args: argparse.Namespace, path: DatabasePath, logs: Path) -> Json:
+    """Every figure on one path (embedded or TCP)."""
+    log(f"--- {path.name} path ---")
     results: Json = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine()}
+    results["path"] = path.name
     results["code"] = code_version()
     results["rows"] = args.rows
     results["load_average_start"] = load_average()
     existing, new = rows_file(args.rows, "a"), rows_file(args.rows, "b")
-    with database_server() as (maintenance, where):
-        url = asyncio.run(fresh_database(maintenance))
+    with database_server(path) as (maintenance, where):
+        url = asyncio.run(fresh_database(maintenance, path.database))
         upgrade(url)
         results["database"] = where
         results["postgres"] = asyncio.run(sql(url, "SHOW server_version"))[0]
@@ -348,9 +414,10 @@ def main(argv: list[str] | None = None) -> None:
         results["preload"] = cli_import(url, group, existing, logs).as_json()
         asyncio.run(sql(url, "VACUUM ANALYZE", "CHECKPOINT"))  # what each round starts from
         rounds = [
-            one_round(n, args, maintenance, group, new, logs) for n in range(1, args.rounds + 1)
+            one_round(n, args, path, maintenance, group, new, logs)
+            for n in range(1, args.rounds + 1)
         ]
-        asyncio.run(execute(maintenance, _drop(ROUND_DATABASE)))
+        asyncio.run(execute(maintenance, _drop(path.round_database)))
         results["rounds"] = rounds
         median = sorted(rounds, key=lambda r: r["import_vs_copy"])[(len(rounds) - 1) // 2]
         for key in ("import", "reimport", "copy", "import_vs_copy"):
@@ -360,25 +427,27 @@ def main(argv: list[str] | None = None) -> None:
             log(f"importing {ROWS_10M:,} rows into a new group")
             other = asyncio.run(new_group(url, "import bench 10M"))
             results["import_10m"] = cli_import(url, other, big, logs).as_json()
+        if path.url is not None:
+            # The server's own databases, not the embedded one's files: leave nothing behind.
+            asyncio.run(execute(maintenance, _drop(path.database)))
     results["load_average_end"] = load_average()
     results["targets"] = targets(results)
     for t in results["targets"]:
         log(f"{'PASS' if t['pass'] else 'FAIL'}  {t['name']}: {t['value']} (target {t['target']})")
-    if not full:
-        log("not the full size: results not written; they would read:")
-        print(markdown(results))
-        return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    update_doc(markdown(results))
-    log(f"wrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
+    return results
 
 
 def one_round(
-    number: int, args: argparse.Namespace, maintenance: str, group: str, path: Path, logs: Path
+    number: int,
+    args: argparse.Namespace,
+    where: DatabasePath,
+    maintenance: str,
+    group: str,
+    path: Path,
+    logs: Path,
 ) -> Json:
     """Import, re-import, then COPY, on a fresh copy of the pre-loaded database."""
-    url = asyncio.run(fresh_database(maintenance, ROUND_DATABASE, template=DATABASE))
+    url = asyncio.run(fresh_database(maintenance, where.round_database, template=where.database))
     prefix = f"round {number}/{args.rounds}:"
     log(f"{prefix} importing {args.rows:,} new rows into {args.rows:,}")
     imported = cli_import(url, group, path, logs).as_json()

@@ -10,6 +10,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- import:start -->", "<!-- import:end -->"
+# The same figures on a PostgreSQL server over TCP (BENCH_DATABASE_URL), and both side by side.
+TCP_START, TCP_END = "<!-- import-tcp:start -->", "<!-- import-tcp:end -->"
+PATHS_START, PATHS_END = "<!-- import-paths:start -->", "<!-- import-paths:end -->"
+TCP_HEADING = "## Bulk import on a PostgreSQL server over TCP"
+# Issue 16: 1M rows into 1M on either path.
+TARGET_PATH_SECONDS = 30.0
 ROWS_10M = 10_000_000
 TARGET_SECONDS = 60.0
 TARGET_COPY_RATIO = 3.0
@@ -167,6 +173,9 @@ def targets(results: Json) -> list[Json]:
     found = [
         (f"import of {size} rows into {size}", f"< {TARGET_SECONDS:g} s", f"{new['seconds']} s",
          new["seconds"] < TARGET_SECONDS),
+        (f"import of {size} rows into {size} (issue 16, either path)",
+         f"≤ {TARGET_PATH_SECONDS:g} s", f"{new['seconds']} s",
+         new["seconds"] <= TARGET_PATH_SECONDS),
         ("import vs plain COPY", f"≤ {TARGET_COPY_RATIO:g}×", f"{ratio}× ({copy['seconds']} s)",
          ratio <= TARGET_COPY_RATIO),
         ("re-import changes nothing", "0 created, 0 updated",
@@ -195,11 +204,11 @@ def _row(step: str, run: Json) -> str:
     )
 
 
-def markdown(results: Json) -> str:
+def markdown(results: Json, heading: str = "## Bulk import", analysis: bool = True) -> str:
     m, new, again = results["machine"], results["import"], results["reimport"]
     size = f"{results['rows']:,}"
     lines = [
-        "## Bulk import",
+        heading,
         "",
         f"`make bench-import` ({results['date']}, commit {results['code']['commit']}"
         + (" with local changes to src/" if results["code"]["src_modified"] else "")
@@ -244,14 +253,51 @@ def markdown(results: Json) -> str:
     for t in results["targets"]:
         verdict = "PASS" if t["pass"] else "FAIL"
         lines.append(f"| {t['name']} | {t['target']} | {t['value']} | {verdict} |")
-    lines += ["", ANALYSIS]
+    if analysis:  # the embedded section's: the same code, its profile taken there
+        lines += ["", ANALYSIS]
     return "\n".join(lines)
 
 
-def update_doc(block: str, path: Path = DOC) -> None:
-    """Rewrite what lies between our markers (appended if absent); nothing else."""
+def paths_table(by_path: dict[str, Json]) -> str:
+    """The embedded server (Unix socket) and the TCP server side by side (issue 16)."""
+    names = {"embedded": "Embedded, Unix socket", "tcp": "Server over TCP"}
+    shown = [name for name in ("embedded", "tcp") if name in by_path]
+    runs = [by_path[name] for name in shown]
+
+    def row(label: str, cell: Any) -> str:
+        return f"| {label} | " + " | ".join(cell(r) for r in runs) + " |"
+
+    size = f"{runs[0]['rows']:,}"
+    lines = [
+        "## Bulk import: embedded and TCP side by side",
+        "",
+        "`make bench-import` measures the embedded PostgreSQL, and with `BENCH_DATABASE_URL` the"
+        " same steps on that server over TCP, in the same run (median round of each; the"
+        " sections below give every figure). The CLI's connections run with `jit` off whatever"
+        ' the server\'s setting (README, "Connections to PostgreSQL").',
+        "",
+        "| | " + " | ".join(names[n] for n in shown) + " |",
+        "|---|" + "---:|" * len(shown),
+        row("PostgreSQL", lambda r: str(r["postgres"])),
+        row(f"import of {size} new rows into {size}", lambda r: f"{r['import']['seconds']} s"),
+        row("re-import of the same file", lambda r: f"{r['reimport']['seconds']} s"),
+        row("plain COPY of the same file", lambda r: f"{r['copy']['seconds']} s"),
+        row("import / COPY", lambda r: f"{r['import_vs_copy']}×"),
+        row("peak RSS of the import", lambda r: f"{r['import']['peak_rss_mib']} MiB"),
+        row(
+            f"1M into 1M ≤ {TARGET_PATH_SECONDS:g} s (issue 16)",
+            lambda r: "PASS" if r["import"]["seconds"] <= TARGET_PATH_SECONDS else "FAIL",
+        ),
+    ]
+    if "tcp" not in by_path:
+        lines += ["", "TCP path not measured in this run (BENCH_DATABASE_URL unset)."]
+    return "\n".join(lines)
+
+
+def update_doc(block: str, path: Path = DOC, start: str = START, end: str = END) -> None:
+    """Rewrite what lies between the markers (appended if absent); nothing else."""
     text = path.read_text() if path.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text) is None:
-        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
-    path.write_text(pattern.sub(lambda _: f"{START}\n{block}\n{END}", text, count=1))
+        text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    path.write_text(pattern.sub(lambda _: f"{start}\n{block}\n{end}", text, count=1))

@@ -14,8 +14,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
+RESULTS_TCP = ROOT / "bench" / "results" / "latest-tcp.json"
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+# The same run on a PostgreSQL server over TCP (BENCH_DATABASE_URL), and both side by side.
+TCP_START, TCP_END = "<!-- bench-tcp:start -->", "<!-- bench-tcp:end -->"
+PATHS_START, PATHS_END = "<!-- bench-paths:start -->", "<!-- bench-paths:end -->"
+# Issue 16's goals, on either path: ratios to the baseline over the same path in the same run.
+TARGET_THROUGHPUT_RATIO = 0.9
+TARGET_P99_RATIO = 1.25
 
 Json = dict[str, Any]
 
@@ -94,8 +101,22 @@ def targets(results: Json) -> list[Json]:
     baseline = results["saturation"]["baseline"]
     ratio = results["ratio"]
     half = results["open_loop"]["service"]["half_peak"]
+    b_half_p99 = results["open_loop"]["baseline"]["half_peak"]["p99_ms"]
+    p99_ratio = half["p99_ms"] / max(b_half_p99, 1e-9)
     out = [
         _target("throughput vs baseline", ">= 0.6x", f"{ratio:.2f}x", ratio >= 0.6),
+        _target(
+            "throughput vs baseline, same path (issue 16)",
+            f">= {TARGET_THROUGHPUT_RATIO:g}x",
+            f"{ratio:.2f}x",
+            ratio >= TARGET_THROUGHPUT_RATIO,
+        ),
+        _target(
+            "p99 at 50% of peak vs baseline's at that rate (issue 16)",
+            f"<= {TARGET_P99_RATIO:g}x",
+            f"{p99_ratio:.2f}x ({half['p99_ms']:.2f} vs {b_half_p99:.2f} ms)",
+            p99_ratio <= TARGET_P99_RATIO,
+        ),
         _target(
             "p50 at 50% of peak (open loop)",
             "<= 1 ms",
@@ -242,9 +263,78 @@ def table(results: Json) -> str:
     ]
     for point in results["scaling"]:
         lines.append(f"| {point['rows']:,} | {point['p50_ms']:.2f} / {point['p99_ms']:.2f} |")
-    lines += ["", "| Target (issue 4) | Wanted | Measured | |", "|---|---|---|---|"]
+    sweep = results.get("pool_sweep") or []
+    if sweep:
+        lines += [
+            "",
+            "| Throughput against pool size: DB_POOL_SIZE per worker (2 workers; the service "
+            f"alone, {c['connections']} wrk connections, one {sweep_seconds(results)} run each) "
+            "| req/s | p99 (ms) | PostgreSQL backends used |",
+            "|---:|---:|---:|---:|",
+        ]
+        for point in sweep:
+            lines.append(
+                f"| {point['pool_size']} | {point['rps']:,.0f} | {point['p99_ms']:.2f} | "
+                f"{point['pg_backends']} |"
+            )
+    lines += ["", "| Target (issues 4, 16) | Wanted | Measured | |", "|---|---|---|---|"]
     for t in results["targets"]:
         lines.append(f"| {t['name']} | {t['target']} | {t['value']} | {_verdict(t['pass'])} |")
+    return "\n".join(lines)
+
+
+def sweep_seconds(results: Json) -> str:
+    return f"{results['config'].get('pool_duration_s', 0):g} s"
+
+
+def paths_table(by_path: dict[str, Json]) -> str:
+    """The embedded server (Unix socket) and the TCP server side by side (issue 16)."""
+    names = {"embedded": "Embedded, Unix socket", "tcp": "Server over TCP"}
+    shown = [name for name in ("embedded", "tcp") if name in by_path]
+    runs = [by_path[name] for name in shown]
+
+    def row(label: str, cell: Any) -> str:
+        return f"| {label} | " + " | ".join(cell(r) for r in runs) + " |"
+
+    def target(r: Json, name: str) -> str:
+        found = next(t for t in r["targets"] if t["name"].startswith(name))
+        return f"{found['value']} {_verdict(found['pass'])}"
+
+    def half(r: Json, server: str) -> Json:
+        run: Json = r["open_loop"][server]["half_peak"]
+        return run
+
+    lines = [
+        "## The lookup: embedded and TCP side by side",
+        "",
+        "`make bench` measures on the embedded PostgreSQL and, with `BENCH_DATABASE_URL`, the"
+        " same steps on that server over TCP, in the same run; each path's goals are ratios to"
+        " the frameworkless baseline over the same path (the sections below give every figure).",
+        "",
+        "| | " + " | ".join(names[n] for n in shown) + " |",
+        "|---|" + "---:|" * len(shown),
+        row("PostgreSQL", lambda r: str(r["config"]["postgres"]["server_version"])),
+        row(
+            "saturation, service / baseline (req/s)",
+            lambda r: (
+                f"{r['saturation']['service']['rps']:,.0f} / "
+                f"{r['saturation']['baseline']['rps']:,.0f}"
+            ),
+        ),
+        row("throughput ratio (≥ 0.9×)", lambda r: target(r, "throughput vs baseline, same")),
+        row(
+            "p99 at 50% of peak, service / baseline (ms)",
+            lambda r: f"{half(r, 'service')['p99_ms']:.2f} / {half(r, 'baseline')['p99_ms']:.2f}",
+        ),
+        row("p99 ratio at 50% of peak (≤ 1.25×)", lambda r: target(r, "p99 at 50% of peak vs")),
+        row("DB_POOL_SIZE per worker", lambda r: str(r["config"]["db_pool_size"])),
+    ]
+    sweeps = [{p["pool_size"]: p["rps"] for p in r.get("pool_sweep") or []} for r in runs]
+    for size in sorted({size for sweep in sweeps for size in sweep}):
+        cells = [f"{sweep[size]:,.0f}" if size in sweep else "–" for sweep in sweeps]
+        lines.append(f"| throughput with DB_POOL_SIZE={size} (req/s) | " + " | ".join(cells) + " |")
+    if "tcp" not in by_path:
+        lines += ["", "TCP path not measured in this run (BENCH_DATABASE_URL unset)."]
     return "\n".join(lines)
 
 
@@ -255,13 +345,13 @@ def write_json(results: Json, path: Path = RESULTS) -> None:
     os.replace(partial, path)
 
 
-def update_doc(block: str, path: Path = DOC) -> None:
+def update_doc(block: str, path: Path = DOC, start: str = START, end: str = END) -> None:
     """Rewrite what lies between the markers; the rest of the document is left alone."""
     text = path.read_text()
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text) is None:
-        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
-    path.write_text(pattern.sub(lambda _: f"{START}\n{block}\n{END}", text, count=1))
+        text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    path.write_text(pattern.sub(lambda _: f"{start}\n{block}\n{end}", text, count=1))
 
 
 def print_targets(results: Json) -> None:

@@ -2,6 +2,10 @@
 
     python -m bench.run [--smoke] [--rows-10m] [--rounds N] [--duration S] [--profile]
 
+Every step runs on the embedded PostgreSQL (Unix socket) and, when BENCH_DATABASE_URL is set,
+again on that server over TCP; docs/performance.md shows both paths side by side, and the
+service's throughput against its pool size (DB_POOL_SIZE) on each.
+
 Exit status: 0 when the harness ran (whatever the targets say), 2 when it could not.
 """
 
@@ -24,6 +28,7 @@ from bench.dataset import (
     Manifest,
     Spec,
     client_backends,
+    database_paths,
     ensure_dataset,
     open_server,
     postgres_pid,
@@ -64,6 +69,8 @@ class Plan:
     open_loop_rounds: int  # interleaved open-loop runs per server and rate
     scale_rate: float  # the latency-vs-rows test's rate, capped at a quarter of the peak
     scale_rounds: int  # open-loop runs per size in that test
+    pool_sizes: tuple[int, ...]  # DB_POOL_SIZE values of the throughput-against-pool-size runs
+    pool_duration: float  # one saturation run per pool size
     connections: int = 64
     threads: int = 2
     timeout: float = 2.0
@@ -86,6 +93,8 @@ def plan(args: argparse.Namespace) -> Plan:
             open_loop_rounds=1,
             scale_rate=200,
             scale_rounds=1,
+            pool_sizes=(4,),  # the code path, not a curve
+            pool_duration=2,
         )
     else:
         main = Spec("", rows=1_000_000, groups=1_000, keys=1_000)
@@ -106,6 +115,8 @@ def plan(args: argparse.Namespace) -> Plan:
             open_loop_rounds=3,
             scale_rate=200,
             scale_rounds=5,
+            pool_sizes=(2, 5, 10, 20, 40),
+            pool_duration=10,
         )
     if args.rounds:
         chosen = replace(chosen, rounds=args.rounds)
@@ -335,6 +346,7 @@ def measure(bench: Bench) -> Json:
 
     bench.children.release(baseline.proc)
     bench.children.release(service.proc)
+    pool_sweep = measure_pool_sizes(bench, mix, pg_pid, url, manifest)
     scaling = measure_scaling(bench, scale_rate)
 
     return {
@@ -344,10 +356,51 @@ def measure(bench: Bench) -> Json:
         "ratio": round(saturation["service"]["rps"] / max(saturation["baseline"]["rps"], 1), 3),
         "open_loop": open_loop,
         "scaling": scaling,
+        "pool_sweep": pool_sweep,
         "identity_probes": probes,
         "scale_rate": scale_rate,
         "profile": profile,
     }
+
+
+def measure_pool_sizes(
+    bench: Bench, mix: Path, pg_pid: int | None, url: str, manifest: Manifest
+) -> list[Json]:
+    """The service alone at saturation with each DB_POOL_SIZE of the plan (2 workers each, a
+    fresh service per size, warmed up first): what a larger pool buys on this machine. Sizes
+    whose two pools would not fit the server's max_connections are skipped."""
+    plan = bench.plan
+    facts = pg_facts(url)
+    room = (int(facts["max_connections"]) - int(facts["connections_in_use"]) - 10) // 2
+    points = []
+    for size in plan.pool_sizes:
+        if size > room:
+            log(f"pool size {size}: skipped (2 x {size} > what max_connections leaves)")
+            continue
+        server = bench.launch("service", plan.main, url, manifest, pool_size=size)
+        try:
+            wait_ready(server, log)
+            bench.saturate(server, mix, plan.warmup, None, url)
+            run = bench.saturate(server, mix, plan.pool_duration, pg_pid, url)
+        finally:
+            bench.children.release(server.proc)
+        log(
+            f"DB_POOL_SIZE={size}: {run['rps']:,.0f} req/s, p99 {run['p99_ms']:.2f} ms, "
+            f"{run['pg_backends']} PostgreSQL backends, errors "
+            f"{run['non2xx'] + run['socket_errors']}, timeouts {run['timeouts']}"
+        )
+        points.append(
+            {
+                "pool_size": size,
+                "rps": run["rps"],
+                "p50_ms": run["p50_ms"],
+                "p99_ms": run["p99_ms"],
+                "errors": run["non2xx"] + run["socket_errors"],
+                "timeouts": run["timeouts"],
+                "pg_backends": run["pg_backends"],
+            }
+        )
+    return points
 
 
 def measure_scaling(bench: Bench, rate: float) -> list[Json]:
@@ -419,8 +472,9 @@ def assemble(bench: Bench, measured: Json) -> Json:
             "database": (
                 "embedded PostgreSQL (.data/bench-pg, Unix socket)"
                 if bench.db.kind == "embedded"
-                else "BENCH_DATABASE_URL"
+                else "a PostgreSQL server over TCP (BENCH_DATABASE_URL)"
             ),
+            "path": "embedded" if bench.db.kind == "embedded" else "tcp",
             "postgres": pg_facts(measured["url"]),
             "rows": manifest.spec.rows,
             "groups": manifest.spec.groups,
@@ -433,6 +487,7 @@ def assemble(bench: Bench, measured: Json) -> Json:
             "duration_s": plan.duration,
             "open_loop_s": plan.open_loop,
             "scale_rate": measured["scale_rate"],
+            "pool_duration_s": plan.pool_duration,
             "workers": 2,
             "db_pool_size": bench.pool_size,
             "rate_limit_storage": bench.storage,
@@ -451,6 +506,7 @@ def assemble(bench: Bench, measured: Json) -> Json:
         "ratio": measured["ratio"],
         "open_loop": measured["open_loop"],
         "scaling": measured["scaling"],
+        "pool_sweep": measured["pool_sweep"],
     }
     if measured["profile"] is not None:
         results["profile"] = measured["profile"]
@@ -474,37 +530,61 @@ def main(argv: list[str] | None = None) -> int:
     chosen = plan(args)
     install_signal_handlers()
     started = time.monotonic()
+    by_path: dict[str, Json] = {}
     try:
         wrk = ensure_wrk(log)
-        with Children(LOG_DIR) as children, open_server(log) as db:
-            bench = Bench(chosen, children, db, wrk)
-            log(f"rate-limit storage: {bench.storage}")
-            bench.busy_before = busy_cores(1.0)
-            if bench.busy_before > 0.3:
-                log(
-                    f"warning: the machine is already busy ({bench.busy_before:.2f} cores used by"
-                    " other processes): absolute numbers will be low, ratios stay comparable"
-                )
-            results = assemble(bench, measure(bench))
+        for url in database_paths():
+            log(f"--- {'TCP' if url else 'embedded'} path ---")
+            with Children(LOG_DIR) as children, open_server(log, url) as db:
+                bench = Bench(chosen, children, db, wrk)
+                log(f"rate-limit storage: {bench.storage}")
+                bench.busy_before = busy_cores(1.0)
+                if bench.busy_before > 0.3:
+                    log(
+                        f"warning: the machine is already busy ({bench.busy_before:.2f} cores"
+                        " used by other processes): absolute numbers will be low, ratios stay"
+                        " comparable"
+                    )
+                results = assemble(bench, measure(bench))
+            by_path[results["config"]["path"]] = results
     except HarnessError as exc:
         log(f"FAILED: {exc}")
         return 2
     except KeyboardInterrupt:
         log("interrupted: every process the bench started has been stopped")
         return 130
-    block = report.table(results)
-    print("\n" + block + "\n", flush=True)
-    report.print_targets(results)
-    if chosen.mode == "smoke":
-        # Smoke numbers are not worth publishing: keep them out of the tracked files.
-        report.write_json(results, DATA / "bench-smoke.json")
-        log(f"smoke results: {DATA / 'bench-smoke.json'}")
-    else:
-        report.write_json(results)
-        report.update_doc(block)
-        log(f"results: {report.RESULTS.relative_to(ROOT)}, table: docs/performance.md")
+    for path, results in by_path.items():
+        publish(path, results, chosen.mode)
+    side_by_side = report.paths_table(by_path)
+    print("\n" + side_by_side + "\n", flush=True)
+    if chosen.mode != "smoke":
+        report.update_doc(side_by_side, start=report.PATHS_START, end=report.PATHS_END)
     log(f"done in {time.monotonic() - started:.0f} s")
     return 0
+
+
+def publish(path: str, results: Json, mode: str) -> None:
+    """Print one path's figures; keep them (full runs only) in bench/results/ and their own
+    section of docs/performance.md."""
+    tcp = path == "tcp"
+    block = report.table(results)
+    if tcp:
+        block = "### On a PostgreSQL server over TCP (BENCH_DATABASE_URL)\n\n" + block
+    print("\n" + block + "\n", flush=True)
+    report.print_targets(results)
+    if mode == "smoke":
+        # Smoke numbers are not worth publishing: keep them out of the tracked files.
+        kept = DATA / ("bench-smoke-tcp.json" if tcp else "bench-smoke.json")
+        report.write_json(results, kept)
+        log(f"smoke results: {kept}")
+        return
+    kept = report.RESULTS_TCP if tcp else report.RESULTS
+    report.write_json(results, kept)
+    if tcp:
+        report.update_doc(block, start=report.TCP_START, end=report.TCP_END)
+    else:
+        report.update_doc(block)
+    log(f"results: {kept.relative_to(ROOT)}, table: docs/performance.md")
 
 
 if __name__ == "__main__":
