@@ -122,6 +122,13 @@ def plan(args: argparse.Namespace) -> Plan:
         chosen = replace(chosen, rounds=args.rounds)
     if args.duration:
         chosen = replace(chosen, duration=args.duration)
+    if args.open_loop_rounds:
+        chosen = replace(chosen, open_loop_rounds=args.open_loop_rounds)
+    if args.scale_rounds:
+        chosen = replace(chosen, scale_rounds=args.scale_rounds)
+    if args.pool_sizes:
+        sizes = tuple(int(size) for size in args.pool_sizes.split(",") if size.strip())
+        chosen = replace(chosen, pool_sizes=sizes)
     return replace(chosen, profile=args.profile, stall_probe=args.stall_probe)
 
 
@@ -520,6 +527,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-10m", action="store_true", help="also measure at 10M rows")
     parser.add_argument("--rounds", type=int, default=0, help="saturation rounds per server")
     parser.add_argument("--duration", type=float, default=0, help="seconds per saturation run")
+    parser.add_argument(
+        "--open-loop-rounds", type=int, default=0, help="open-loop runs per server and rate"
+    )
+    parser.add_argument("--scale-rounds", type=int, default=0, help="open-loop runs per size")
+    parser.add_argument(
+        "--pool-sizes", default="", help="DB_POOL_SIZE values to measure, e.g. 5,10,40 ('' keeps)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy a service worker")
     parser.add_argument(
         "--stall-probe",
