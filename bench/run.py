@@ -127,8 +127,8 @@ def plan(args: argparse.Namespace) -> Plan:
     if args.scale_rounds:
         chosen = replace(chosen, scale_rounds=args.scale_rounds)
     if args.pool_sizes:
-        sizes = tuple(int(size) for size in args.pool_sizes.split(",") if size.strip())
-        chosen = replace(chosen, pool_sizes=sizes)
+        pools = tuple(int(size) for size in args.pool_sizes.split(",") if size.strip())
+        chosen = replace(chosen, pool_sizes=pools)
     return replace(chosen, profile=args.profile, stall_probe=args.stall_probe)
 
 
