@@ -68,9 +68,9 @@ class Settings(BaseSettings):
     key_cache_size: Annotated[int, Field(ge=1)] = 10_000
 
     # Per process: processes x DB_POOL_SIZE must fit the server's max_connections, with room
-    # for job workers, migrations and the CLI (README, "Connections"). 10 keeps two API
-    # processes at 20 of a default server's 100; the benchmark's throughput against pool size
-    # (docs/performance.md) shows no gain past it on two cores.
+    # for job workers, migrations and the CLI (README, "Connections to PostgreSQL"). 10 keeps
+    # two API processes at 20 of a default server's 100 (chosen for that budget; throughput
+    # against pool size is in docs/performance.md).
     db_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
     # Finite: `inf` passed `gt=0` and made a request wait forever for a pooled connection.
     db_pool_timeout_seconds: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 2.0
