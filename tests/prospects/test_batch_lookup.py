@@ -1,0 +1,312 @@
+"""POST /v1/accounts/{accountGroupId}/prospects/by-provider-id: the batch lookup's contract."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import unicodedata
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sonarly_api.errors import ValidationFailed
+from sonarly_api.prospects import validation
+from tests.conftest import Factory, QueryCounter, bearer
+from tests.support import assert_error, batch_url, data_bytes, post_batch, single_url
+
+
+def items_of(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["success"], body["error"]) == (True, None)
+    assert body["traceId"] == response.headers["x-trace-id"]
+    assert response.headers["cache-control"] == "no-store"
+    assert list(body["data"]) == ["items"]
+    items: list[dict[str, Any]] = body["data"]["items"]
+    return items
+
+
+class TestAnswers:
+    async def test_one_item_per_id_in_request_order_repeats_answered_twice(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        unique = await factory.prospect(group, "crm-1", name="Avery Stone", title="CTO")
+        first = await factory.prospect(group, "dup", company_name="Stone & Co")
+        second = await factory.prospect(group, "dup")
+
+        response = await post_batch(client, group, ["dup", "nobody", "crm-1", "dup"], key)
+
+        assert items_of(response) == [
+            {"providerId": "dup", "resolution": "ambiguous", "matches": [first, second]},
+            {"providerId": "nobody", "resolution": "none", "matches": []},
+            {"providerId": "crm-1", "resolution": "unique", "matches": [unique]},
+            {"providerId": "dup", "resolution": "ambiguous", "matches": [first, second]},
+        ]
+
+    async def test_each_item_is_the_single_lookups_data_byte_for_byte(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        for provider in ("zoë:7?#&é", "many", "many", "x"):
+            await factory.prospect(group, provider, name='Zoë "Z" <Müller>', title=None)
+        ids = ["zoë:7?#&é", "many", "absent", "x"]
+
+        batch = await post_batch(client, group, ids, key)
+        singles = [
+            data_bytes(await client.get(single_url(group, p), headers=bearer(key))) for p in ids
+        ]
+
+        assert data_bytes(batch) == b'{"items":[' + b",".join(singles) + b"]}"
+
+    async def test_at_most_50_matches_per_id(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        for _ in range(52):
+            await factory.prospect(group, "many")
+
+        items = items_of(await post_batch(client, group, ["many", "many"], key))
+
+        assert [(i["resolution"], len(i["matches"])) for i in items] == [("ambiguous", 50)] * 2
+
+    async def test_only_the_groups_own_prospects_and_the_group_id_in_either_case(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        mine, theirs = await factory.group(), await factory.group()
+        _, key = await factory.key([mine])
+        own = await factory.prospect(mine, "shared")
+        await factory.prospect(theirs, "shared")
+        await factory.prospect(theirs, "only-theirs")
+
+        items = items_of(await post_batch(client, mine.upper(), ["shared", "only-theirs"], key))
+
+        assert items == [
+            {"providerId": "shared", "resolution": "unique", "matches": [own]},
+            {"providerId": "only-theirs", "resolution": "none", "matches": []},
+        ]
+
+    async def test_a_hundred_ids_are_one_sql_statement(
+        self, client: httpx.AsyncClient, factory: Factory, count_queries: QueryCounter
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        for i in range(0, 100, 3):
+            await factory.prospect(group, f"crm-{i}")
+        # The key read and its cache are not what is counted here.
+        assert (await post_batch(client, group, ["warm"], key)).status_code == 200
+        before = await count_queries.settled()
+
+        items = items_of(await post_batch(client, group, [f"crm-{i}" for i in range(100)], key))
+
+        assert await count_queries.settled() - before == 1
+        assert [i["resolution"] for i in items] == [
+            "unique" if i % 3 == 0 else "none" for i in range(100)
+        ]
+
+
+NOT_JSON = 'request body: must be JSON (UTF-8), {"providerIds": [...]}'
+NOT_OBJECT = 'request body: must be a JSON object {"providerIds": [...]}'
+CONTROL = "must not contain whitespace or control characters"
+LENGTH = "must be 1 to 256 characters long, got"
+
+# (body sent, details expected)
+BAD_BODIES: list[tuple[bytes, str]] = [
+    (b"", NOT_JSON),
+    (b"providerIds=a", NOT_JSON),
+    (b'{"providerIds": ["a"]', NOT_JSON),
+    (b'\xff{"providerIds": ["a"]}', NOT_JSON),
+    (b'{"providerIds": ["\\ud800"]}', NOT_JSON),  # a lone surrogate
+    (b'["a"]', NOT_OBJECT),
+    (b"null", NOT_OBJECT),
+    (b"{}", "providerIds: required"),
+    (b'{"providerIDs": ["a"]}', "providerIds: required"),
+    (b'{"providerIds": ["a"], "x": 1}', "request body: unknown field; providerIds is the only one"),
+    (b'{"providerIds": "a"}', "providerIds: must be an array of provider ids"),
+    (b'{"providerIds": null}', "providerIds: must be an array of provider ids"),
+    (b'{"providerIds": []}', "providerIds: must hold 1 to 100 ids, got 0"),
+    (json.dumps({"providerIds": ["a"] * 101}).encode(), "providerIds: must hold 1 to 100 ids, got 101"),  # noqa: E501
+    (b'{"providerIds": ["a", 7]}', "providerIds[1]: must be a string"),
+    (b'{"providerIds": ["a", null]}', "providerIds[1]: must be a string"),
+    (b'{"providerIds": ["a", "b", "c", "d/e", "f g"]}', "providerIds[3]: must not contain '/'"),
+    (b'{"providerIds": ["a", "f g"]}', f"providerIds[1]: {CONTROL}"),
+    (b'{"providerIds": ["a\\u0000"]}', f"providerIds[0]: {CONTROL}"),
+    (b'{"providerIds": ["a\\u2028"]}', f"providerIds[0]: {CONTROL}"),
+    (b'{"providerIds": ["ok", ""]}', f"providerIds[1]: {LENGTH} 0"),
+    (json.dumps({"providerIds": ["ok", "x" * 257]}).encode(), f"providerIds[1]: {LENGTH} 257"),
+]  # fmt: skip
+
+
+class TestValidation:
+    @pytest.mark.parametrize(("body", "details"), BAD_BODIES)
+    async def test_bad_body_is_a_422_naming_the_first_bad_element(
+        self, client: httpx.AsyncClient, factory: Factory, body: bytes, details: str
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+
+        response = await client.post(batch_url(group), content=body, headers=bearer(key))
+
+        error = assert_error(response, 422, "VALIDATION_ERROR")
+        assert error["details"] == details
+
+    async def test_ids_of_256_characters_and_any_allowed_character_pass(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        longest = "é" * 256
+        match = await factory.prospect(group, longest)
+
+        items = items_of(await post_batch(client, group, [longest, "%2F", ".."], key))
+
+        assert items[0]["matches"] == [match]
+        assert [i["providerId"] for i in items] == [longest, "%2F", ".."]
+
+    @pytest.mark.parametrize("group", ["abc", "g" * 24, "0" * 25])
+    async def test_bad_account_group_id_comes_before_the_body(
+        self, client: httpx.AsyncClient, factory: Factory, group: str
+    ) -> None:
+        mine = await factory.group()
+        _, key = await factory.key([mine])
+
+        response = await client.post(batch_url(group), content=b"not json", headers=bearer(key))
+
+        error = assert_error(response, 422, "VALIDATION_ERROR")
+        assert error["details"] == "accountGroupId: must be 24 hexadecimal characters."
+
+    async def test_a_body_over_64_kib_is_refused_from_its_content_length(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        body = b'{"providerIds": ["' + b"a" * (64 * 1024) + b'"]}'
+
+        response = await client.post(batch_url(group), content=body, headers=bearer(key))
+
+        error = assert_error(response, 422, "VALIDATION_ERROR")
+        assert error["details"] == "request body: must be at most 64 KiB"
+
+    async def test_a_streamed_body_over_64_kib_is_refused_without_reading_it_all(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        sent = []
+
+        async def chunks() -> AsyncIterator[bytes]:
+            # No Content-Length: chunked. A megabyte in all, 4 KiB at a time.
+            for _ in range(256):
+                sent.append(1)
+                yield b" " * 4096
+
+        response = await client.post(batch_url(group), content=chunks(), headers=bearer(key))
+
+        error = assert_error(response, 422, "VALIDATION_ERROR")
+        assert error["details"] == "request body: must be at most 64 KiB"
+        assert len(sent) <= 64 // 4 + 2  # stopped right after the limit, not at the end
+
+    async def test_a_body_of_exactly_64_kib_is_read(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        body = b'{"providerIds": ["a"]}'
+        body += b" " * (64 * 1024 - len(body))
+
+        items = items_of(await client.post(batch_url(group), content=body, headers=bearer(key)))
+
+        assert items == [{"providerId": "a", "resolution": "none", "matches": []}]
+
+    def test_the_quick_check_agrees_with_the_rules_on_every_code_point(self) -> None:
+        """validation's one-regex test (the common case) refuses exactly the characters the
+        per-character rules refuse, lone surrogates included (a JSON body can carry them)."""
+        refused = re.compile(validation._REFUSED.pattern)
+        disagreements = []
+        for code_point in range(sys.maxunicode + 1):
+            char = chr(code_point)
+            by_rules = (
+                char == "/"
+                or char.isspace()
+                or unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp")
+            )
+            if (refused.search(char) is not None) != by_rules:
+                disagreements.append(hex(code_point))
+            if by_rules:
+                with pytest.raises(ValidationFailed):
+                    validation.provider_ids({"providerIds": [f"a{char}b"]})
+        assert disagreements == []
+
+
+class TestOrderOfChecks:
+    """401 → 429 → 403 PERMISSION_DENIED → 422 → 429 for the batch's cost → 403
+    ACCOUNT_GROUP_FORBIDDEN → 200; the body is read only after the first three."""
+
+    async def test_unauthenticated_comes_first_whatever_the_body(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post(batch_url("not-an-id"), content=b"\xff" * 70_000)
+
+        assert_error(response, 401, "UNAUTHORIZED")
+        assert response.headers["www-authenticate"] == "Bearer"
+
+    async def test_a_wrong_key_is_401(self, client: httpx.AsyncClient) -> None:
+        response = await post_batch(client, "0" * 24, ["a"], "sk_live_notakey")
+
+        assert_error(response, 401, "UNAUTHORIZED")
+
+    async def test_missing_permission_comes_before_validation(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group], permissions=("prospecting:read",))
+
+        response = await client.post(batch_url("nope"), content=b"nope", headers=bearer(key))
+
+        error = assert_error(response, 403, "PERMISSION_DENIED")
+        assert error["details"] == "Missing permission: prospects:read."
+
+    async def test_validation_comes_before_the_group_grant(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group, other = await factory.group(), await factory.group()
+        _, key = await factory.key([group])
+
+        response = await post_batch(client, other, ["a/b"], key)
+
+        error = assert_error(response, 422, "VALIDATION_ERROR")
+        assert error["details"] == "providerIds[0]: must not contain '/'"
+
+    async def test_group_not_granted_is_forbidden_and_says_nothing_about_existence(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        mine, existing = await factory.group(), await factory.group()
+        _, key = await factory.key([mine])
+        await factory.prospect(existing, "p")
+
+        first = await post_batch(client, existing, ["p"], key)
+        second = await post_batch(client, "0" * 24, ["p"], key)
+
+        assert assert_error(first, 403, "ACCOUNT_GROUP_FORBIDDEN") == assert_error(
+            second, 403, "ACCOUNT_GROUP_FORBIDDEN"
+        )
+
+    async def test_get_on_the_batch_path_is_405_and_post_on_a_single_path_too(
+        self, client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+
+        get = await client.get(batch_url(group), headers=bearer(key))
+        post = await client.post(batch_url(group) + "/p", content=b"{}", headers=bearer(key))
+
+        assert_error(get, 405, "METHOD_NOT_ALLOWED")
+        assert get.headers["allow"] == "POST"
+        assert_error(post, 405, "METHOD_NOT_ALLOWED")
+        assert post.headers["allow"] == "GET"
