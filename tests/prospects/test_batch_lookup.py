@@ -9,12 +9,17 @@ import unicodedata
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from sonarly_api.app import create_app
 from sonarly_api.errors import ValidationFailed
+from sonarly_api.migrations import upgrade
 from sonarly_api.prospects import validation
-from tests.conftest import Factory, QueryCounter, bearer
+from tests.conftest import Factory, QueryCounter, bearer, client_for, make_settings, started
 from tests.support import assert_error, batch_url, data_bytes, post_batch, single_url
 
 
@@ -310,3 +315,66 @@ class TestOrderOfChecks:
         assert get.headers["allow"] == "POST"
         assert_error(post, 405, "METHOD_NOT_ALLOWED")
         assert post.headers["allow"] == "GET"
+
+
+@pytest.fixture
+def own_database(create_database: Any) -> str:
+    """A migrated database of the test's own, which it may break."""
+    url: str = create_database()
+    upgrade(url)
+    return url
+
+
+class TestServerSideFailures:
+    """Real faults, each in a database of its own: the batch statement cannot run."""
+
+    async def test_a_statement_timeout_is_a_503_with_retry_after(self, own_database: str) -> None:
+        url = own_database
+        engine = create_async_engine(url)
+        locker = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            factory = Factory(engine)
+            group = await factory.group()
+            _, key = await factory.key([group])
+            settings = make_settings(url, db_statement_timeout_ms=300)
+            async for app in started(create_app(settings)):
+                async with client_for(app) as http:
+                    assert (await post_batch(http, group, ["a"], key)).status_code == 200
+                    # The key is cached now; only the lookup waits for the lock.
+                    await locker.execute("BEGIN; LOCK TABLE prospects IN ACCESS EXCLUSIVE MODE")
+                    response = await post_batch(http, group, ["a", "b"], key)
+                    await locker.execute("ROLLBACK")
+                    after = await post_batch(http, group, ["a", "b"], key)
+        finally:
+            await locker.close()
+            await engine.dispose()
+
+        error = assert_error(response, 503, "SERVICE_UNAVAILABLE")
+        assert response.headers["retry-after"] == "2"
+        assert "prospects" not in response.text
+        assert "SELECT" not in response.text
+        assert error["details"] == "The database cannot be reached. Retry shortly."
+        assert after.status_code == 200
+
+    async def test_an_unexpected_database_error_is_a_500_that_says_nothing_of_it(
+        self, own_database: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        url = own_database
+        engine = create_async_engine(url)
+        try:
+            factory = Factory(engine)
+            group = await factory.group()
+            _, key = await factory.key([group])
+            async with engine.begin() as conn:
+                await conn.execute(text("ALTER TABLE prospects RENAME COLUMN title TO role"))
+            async for app in started(create_app(make_settings(url))):
+                async with client_for(app) as http:
+                    response = await post_batch(http, group, ["a"], key)
+        finally:
+            await engine.dispose()
+
+        assert_error(response, 500, "INTERNAL_ERROR")
+        for leak in ("title", "column", "SELECT", "prospects"):
+            assert leak not in response.text
+        assert "UndefinedColumnError" in caplog.text
+        assert "title" not in caplog.text
