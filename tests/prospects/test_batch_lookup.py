@@ -378,3 +378,56 @@ class TestServerSideFailures:
             assert leak not in response.text
         assert "UndefinedColumnError" in caplog.text
         assert "title" not in caplog.text
+
+
+class TestDocument:
+    """The batch lookup in the OpenAPI document: its body documented (not enforced by FastAPI
+    before authentication), its answer schema with an example, its statuses."""
+
+    @pytest.fixture
+    async def document(self, client: httpx.AsyncClient) -> dict[str, Any]:
+        response = await client.get("/openapi.json")
+        assert response.status_code == 200
+        document: dict[str, Any] = response.json()
+        return document
+
+    def test_operation_body_and_statuses(self, document: dict[str, Any]) -> None:
+        operation = document["paths"]["/v1/accounts/{accountGroupId}/prospects/by-provider-id"]
+        assert list(operation) == ["post"]
+        post = operation["post"]
+        assert post["operationId"] == "lookupProspectsByProviderIds"
+        assert post["security"] == [{"bearerAuth": []}]
+        assert [p["name"] for p in post["parameters"]] == ["accountGroupId"]
+        body = post["requestBody"]["content"]["application/json"]
+        assert post["requestBody"]["required"] is True
+        assert body["schema"] == {
+            "$ref": "#/components/schemas/ProviderIdProspectBatchLookupRequest"
+        }
+        assert body["example"] == {"providerIds": ["507f1f77bcf86cd799439011", "crm-42"]}
+        assert set(post["responses"]) == {"200", "401", "403", "422", "429", "500", "503"}
+        ok = post["responses"]["200"]["content"]["application/json"]
+        assert ok["schema"] == {
+            "$ref": "#/components/schemas/ProviderIdProspectBatchLookupSuccessResponse"
+        }
+        items = ok["example"]["data"]["items"]
+        assert [i["resolution"] for i in items] == ["unique", "none"]
+        assert post["responses"]["422"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ValidationErrorResponse"
+        }
+
+    def test_body_schema_states_the_rules(self, document: dict[str, Any]) -> None:
+        schema = document["components"]["schemas"]["ProviderIdProspectBatchLookupRequest"]
+        assert schema["required"] == ["providerIds"]
+        assert schema["additionalProperties"] is False
+        ids = schema["properties"]["providerIds"]
+        assert (ids["type"], ids["minItems"], ids["maxItems"]) == ("array", 1, 100)
+        assert ids["items"] == {"type": "string", **validation.PROVIDER_ID_SCHEMA}
+
+    def test_answer_schema_is_a_list_of_single_lookups(self, document: dict[str, Any]) -> None:
+        schemas = document["components"]["schemas"]
+        envelope = schemas["ProviderIdProspectBatchLookupSuccessResponse"]
+        assert set(envelope["properties"]) == {"success", "data", "error", "traceId"}
+        data = schemas["ProviderIdProspectBatchLookup"]
+        assert data["properties"]["items"]["items"] == {
+            "$ref": "#/components/schemas/ProviderIdProspectLookup"
+        }
