@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import report
-from bench.dataset import Manifest
+from bench.dataset import Manifest, postgres_pid
 from bench.mix import _provider, keys_by_group, lookup_path
 from bench.procs import HarnessError, Log
 from bench.profile import profile_service
@@ -96,11 +96,16 @@ def check_identity(server: Server, batch: tuple[str, str, str]) -> int:
 
 
 def measure_batch(
-    bench: Bench, service: Server, manifest: Manifest, single_mix: Path, url: str, log: Log
+    bench: Bench,
+    service: Server,
+    manifest: Manifest,
+    single_mix: Path,
+    url: str,
+    pg_pid: int | None,
+    log: Log,
 ) -> Json:
     """The batch point against a running, warm `service`."""
     plan = bench.plan
-    pg_pid = None  # CPU per tree is measured through bench.saturate when given; not needed
     batches = build_batches(manifest, BATCH_MIX_SIZE if plan.mode == "full" else 40)
     mix = single_mix.with_name(single_mix.stem + "-batch.tsv")
     write_batches(batches, mix)
@@ -127,7 +132,7 @@ def measure_batch(
     rate = max(1.0, batch["rps"] / 2)
     loops = []
     for number in range(1, plan.open_loop_rounds + 1):
-        result = bench.open_loop(service, mix, rate, plan.open_loop)
+        result = bench.open_loop(service, mix, rate, plan.open_loop, pg_pid, url)
         loops.append(result)
         log(
             f"batch open loop {number}/{plan.open_loop_rounds} at {rate:,.1f} batches/s: p50 "
@@ -138,7 +143,7 @@ def measure_batch(
     half = report.summarize_open_loop(loops)
     profile = None
     if plan.profile:
-        profile = profile_service(bench, service, mix, None, url, log, PROFILE_OUTPUT)
+        profile = profile_service(bench, service, mix, pg_pid, url, log, PROFILE_OUTPUT)
     return {
         "batch_size": BATCH_SIZE,
         "batches": len(batches),
@@ -170,6 +175,9 @@ def table(results: Json, header: Callable[[Json], str]) -> str:
         f"| p50 / p99 / max per request (ms) | {s['p50_ms']:.2f} / {s['p99_ms']:.2f} / "
         f"{s['max_ms']:.0f} | {m['p50_ms']:.2f} / {m['p99_ms']:.2f} / {m['max_ms']:.0f} |",
         f"| CPU, cores busy | {_cores(s)} | {_cores(m)} |",
+        f"| PostgreSQL CPU per provider id (client backends) | "
+        f"{s.get('pg_cpu_us_per_lookup', 0):.0f} us | "
+        f"{m.get('pg_cpu_us_per_lookup', 0) / b['batch_size']:.1f} us |",
         "",
         f"| Batch of {b['batch_size']}, open loop at half its peak "
         f"({half['rate']:,.1f} batches/s, medians of {len(half['rounds'])} runs) | p50 | p99 "
@@ -200,8 +208,10 @@ def header(results: Json) -> str:
         + (" with uncommitted changes under src/" if c["src_dirty"] else "")
         + f". Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB RAM. "
         f"{c['rows']:,} prospects, {c['groups']:,} groups, {c['keys']:,} keys; the service "
-        f"as in the table above (2 workers, rate limiting on `{c['rate_limit_storage']}`: a "
-        f"batch spends {BATCH_SIZE} units). Other processes used "
+        f"as deployed (`sonarly-api serve --workers 2`, rate limiting on "
+        f"`{c['rate_limit_storage']}`: a batch spends {BATCH_SIZE} units), wrk with "
+        f"{c['connections']} connections, rounds of {c['duration_s']:g} s, open-loop runs of "
+        f"{c['open_loop_s']:g} s. Other processes used "
         f"{c['machine_busy_before_cores']:.2f} cores just before the run."
     )
 
@@ -226,7 +236,7 @@ def measure_only(bench: Bench, log: Log) -> Json:
         wait_ready(service, log)
         log(f"warm-up service ({plan.warmup:g} s)")
         bench.saturate(service, mix, plan.warmup, None, url)
-        point = measure_batch(bench, service, manifest, mix, url, log)
+        point = measure_batch(bench, service, manifest, mix, url, postgres_pid(url), log)
     finally:
         bench.children.release(service.proc)
     return {"manifest": manifest, "batch_point": point}

@@ -338,7 +338,7 @@ def measure(bench: Bench) -> Json:
         profile = profile_service(bench, service, mix, pg_pid, url, log)
 
     bench.children.release(baseline.proc)
-    batch_point = batch.measure_batch(bench, service, manifest, mix, url, log)
+    batch_point = batch.measure_batch(bench, service, manifest, mix, url, pg_pid, log)
     bench.children.release(service.proc)
     scaling = measure_scaling(bench, scale_rate)
 
