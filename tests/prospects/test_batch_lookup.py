@@ -128,6 +128,7 @@ BAD_BODIES: list[tuple[bytes, str]] = [
     (b'{"providerIds": ["a"]', NOT_JSON),
     (b'\xff{"providerIds": ["a"]}', NOT_JSON),
     (b'{"providerIds": ["\\ud800"]}', NOT_JSON),  # a lone surrogate
+    (b'{"providerIds": ' + b"[" * 5000, NOT_JSON),  # nested past the parser's depth limit
     (b'["a"]', NOT_OBJECT),
     (b"null", NOT_OBJECT),
     (b"{}", "providerIds: required"),
