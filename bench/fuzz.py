@@ -6,7 +6,7 @@ server — `sonarly-api serve` (uvicorn, embedded PostgreSQL under .data/fuzz-pg
 
 Exit status: the CLI's (0 when no check failed); 2 when the harness itself fails, 3 when the
 server died during the run, 4 when the run never reached the seeded data (200s of every
-resolution).
+resolution, from the single and the batch lookup).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ LOG_DIR = ROOT / ".data" / "fuzz-logs"
 # One client address sends thousands of requests, many without valid credentials on purpose:
 # the limits would answer 429 to most of the run and hide what the fuzzer is looking for.
 UNLIMITED = "100000000/minute"
+RESOLUTIONS = ("none", "unique", "ambiguous")
 
 
 def _schemathesis_argv(port: int, max_examples: int, seed: int | None) -> list[str]:
@@ -72,8 +73,8 @@ def _schemathesis_argv(port: int, max_examples: int, seed: int | None) -> list[s
 
 
 def summarize(events: Path) -> tuple[Counter[int], Counter[str]]:
-    """Statuses of every response the run got, and resolutions of the 200 lookups (from the
-    CLI's NDJSON report)."""
+    """Statuses of every response the run got, and resolutions of the 200 lookups, those of
+    the batch lookup's items as `batch <resolution>` (from the CLI's NDJSON report)."""
     statuses: Counter[int] = Counter()
     resolutions: Counter[str] = Counter()
     with events.open(encoding="utf-8") as lines:
@@ -92,6 +93,9 @@ def summarize(events: Path) -> tuple[Counter[int], Counter[str]]:
                     data = json.loads(base64.b64decode(content["$base64"]))["data"]
                     if "resolution" in data:
                         resolutions[data["resolution"]] += 1
+                    for item in data.get("items", ()):
+                        if isinstance(item, dict) and "resolution" in item:
+                            resolutions["batch " + item["resolution"]] += 1
     return statuses, resolutions
 
 
@@ -130,8 +134,9 @@ def run(max_examples: int, seed: int | None) -> int:
         print(f"lookup resolutions (200): {dict(sorted(resolutions.items()))}")
         # A run that never reached the seeded data checked little: ignored_auth and the 200
         # schema apply only to 200s, and the hooks that bias towards the data must work.
-        if set(resolutions) != {"none", "unique", "ambiguous"}:
-            print("FAILED: the run did not see 200s of every resolution")
+        wanted = {kind + resolution for kind in ("", "batch ") for resolution in RESOLUTIONS}
+        if set(resolutions) != wanted:
+            print("FAILED: the run did not see 200s of every resolution, single and batch")
             return 4
         return status
     finally:

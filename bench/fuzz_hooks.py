@@ -1,10 +1,11 @@
 """Schemathesis hooks for `make fuzz` (loaded by the CLI through SCHEMATHESIS_HOOKS).
 
-The same bias as tests/test_schemathesis.py, for a served document: the lookup's parameters get
-explicit examples naming the seeded group and provider ids (examples phase), valid lookups are
-pointed at the seeded data half of the time (fuzzing phase), and a generated "valid" cursor is
-swapped for a genuine one, because the contract answers any other cursor with 422 (the value is
-opaque, so no schema can describe it). The data comes from bench/fuzz.py through FUZZ_*.
+The same bias as tests/test_schemathesis.py, for a served document: the lookup's parameters (and
+the batch lookup's) get explicit examples naming the seeded group and provider ids (examples
+phase), valid lookups and batches are pointed at the seeded data half of the time (fuzzing
+phase), and a generated "valid" cursor is swapped for a genuine one, because the contract
+answers any other cursor with 422 (the value is opaque, so no schema can describe it). The data
+comes from bench/fuzz.py through FUZZ_*.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
 
 LOOKUP = "/v1/accounts/{accountGroupId}/prospects/by-provider-id/{providerId}"
+BATCH = "/v1/accounts/{accountGroupId}/prospects/by-provider-id"
 GROUP = os.environ["FUZZ_GROUP"]
 UNIQUE = os.environ["FUZZ_UNIQUE"]
 AMBIGUOUS = os.environ["FUZZ_AMBIGUOUS"]
@@ -42,6 +44,12 @@ def before_load_schema(context: Any, raw_schema: dict[str, Any]) -> None:
                 "ambiguous": {"value": AMBIGUOUS},
                 "none": {"value": "fuzz-nobody-has-this"},
             }
+    batch = raw_schema["paths"][BATCH]["post"]
+    for parameter in batch["parameters"]:
+        parameter["example"] = GROUP.upper()
+    batch["requestBody"]["content"]["application/json"]["example"] = {
+        "providerIds": [UNIQUE, AMBIGUOUS, "fuzz-nobody-has-this", UNIQUE]
+    }
 
 
 def _towards_seeded_data(
@@ -55,8 +63,27 @@ def _towards_seeded_data(
     return case
 
 
+def _batch_towards_seeded_data(
+    case: OpenApiCase, group: str | None, provider_ids: list[Any] | None
+) -> OpenApiCase:
+    assert case.path_parameters is not None
+    if group is not None:
+        case.path_parameters["accountGroupId"] = group
+    if provider_ids is not None and isinstance(case.body, dict):
+        case.body = {**case.body, "providerIds": provider_ids}  # not the document's example
+    return case
+
+
 @schemathesis.hook
 def flatmap_case(context: Any, case: OpenApiCase) -> st.SearchStrategy[OpenApiCase]:
+    if _positive(case) and case.operation.path == BATCH:
+        seeded_ids = st.lists(st.sampled_from([UNIQUE, AMBIGUOUS, "fuzz-nobody"]), min_size=1)
+        return st.builds(
+            _batch_towards_seeded_data,
+            st.just(case),
+            st.sampled_from([None, GROUP, GROUP.upper()]),
+            st.one_of(st.none(), seeded_ids),
+        )
     if not _positive(case) or case.operation.path != LOOKUP:
         return st.just(case)
     return st.builds(

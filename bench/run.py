@@ -1,6 +1,7 @@
 """`make bench` / `make bench-smoke`: dataset, servers, identity check, load, report.
 
     python -m bench.run [--smoke] [--rows-10m] [--rounds N] [--duration S] [--profile]
+                        [--batch-only]
 
 Exit status: 0 when the harness ran (whatever the targets say), 2 when it could not.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import identity, report, stalls
+from bench import batch, identity, report, stalls
 from bench.cpu import CpuMeter, Tree, busy_cores, listener_pid
 from bench.dataset import (
     DbServer,
@@ -69,6 +70,7 @@ class Plan:
     timeout: float = 2.0
     profile: bool = False
     stall_probe: bool = False
+    batch_only: bool = False  # only the batch point (bench/batch.py)
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -111,7 +113,9 @@ def plan(args: argparse.Namespace) -> Plan:
         chosen = replace(chosen, rounds=args.rounds)
     if args.duration:
         chosen = replace(chosen, duration=args.duration)
-    return replace(chosen, profile=args.profile, stall_probe=args.stall_probe)
+    return replace(
+        chosen, profile=args.profile, stall_probe=args.stall_probe, batch_only=args.batch_only
+    )
 
 
 def log(message: str) -> None:
@@ -334,6 +338,7 @@ def measure(bench: Bench) -> Json:
         profile = profile_service(bench, service, mix, pg_pid, url, log)
 
     bench.children.release(baseline.proc)
+    batch_point = batch.measure_batch(bench, service, manifest, mix, url, pg_pid, log)
     bench.children.release(service.proc)
     scaling = measure_scaling(bench, scale_rate)
 
@@ -347,6 +352,7 @@ def measure(bench: Bench) -> Json:
         "identity_probes": probes,
         "scale_rate": scale_rate,
         "profile": profile,
+        "batch_point": batch_point,
     }
 
 
@@ -454,6 +460,7 @@ def assemble(bench: Bench, measured: Json) -> Json:
     }
     if measured["profile"] is not None:
         results["profile"] = measured["profile"]
+    results["batch_point"] = measured["batch_point"]
     results["targets"] = report.targets(results)
     return results
 
@@ -470,6 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="both servers' event-loop stalls, split into running, waiting for a core, blocked",
     )
+    parser.add_argument(
+        "--batch-only",
+        action="store_true",
+        help="only the batch point: batch lookups of 100 against single lookups (issue 15)",
+    )
     args = parser.parse_args(argv)
     chosen = plan(args)
     install_signal_handlers()
@@ -485,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"warning: the machine is already busy ({bench.busy_before:.2f} cores used by"
                     " other processes): absolute numbers will be low, ratios stay comparable"
                 )
+            if chosen.batch_only:
+                return _batch_only(bench, started)
             results = assemble(bench, measure(bench))
     except HarnessError as exc:
         log(f"FAILED: {exc}")
@@ -493,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted: every process the bench started has been stopped")
         return 130
     block = report.table(results)
-    print("\n" + block + "\n", flush=True)
+    print("\n" + block + "\n\n" + batch.table(results, batch.header) + "\n", flush=True)
     report.print_targets(results)
     if chosen.mode == "smoke":
         # Smoke numbers are not worth publishing: keep them out of the tracked files.
@@ -502,7 +516,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report.write_json(results)
         report.update_doc(block)
+        batch.update_doc(batch.table(results, batch.header))
         log(f"results: {report.RESULTS.relative_to(ROOT)}, table: docs/performance.md")
+    log(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def _batch_only(bench: Bench, started: float) -> int:
+    dirty = bool(git("status", "--porcelain", "--", "src"))
+    measured = batch.measure_only(bench, log)
+    results = batch.assemble_only(bench, measured, git("rev-parse", "--short", "HEAD"), dirty)
+    block = batch.table(results, batch.header)
+    print("\n" + block + "\n", flush=True)
+    if bench.plan.mode == "smoke":
+        report.write_json(results, DATA / "bench-batch-smoke.json")
+    else:
+        report.write_json(results, report.RESULTS.with_name("batch-latest.json"))
+        batch.update_doc(block)
     log(f"done in {time.monotonic() - started:.0f} s")
     return 0
 

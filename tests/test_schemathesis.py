@@ -47,6 +47,7 @@ from sonarly_api.prospects import validation
 from tests.conftest import PEPPER, Factory, make_settings
 
 LOOKUP = "/v1/accounts/{accountGroupId}/prospects/by-provider-id/{providerId}"
+BATCH = "/v1/accounts/{accountGroupId}/prospects/by-provider-id"
 ACCOUNTS = "/v1/accounts"
 
 # Fixed when the module is imported: the document's examples must name the seeded group before
@@ -152,9 +153,28 @@ def _towards_seeded_data(
 GENUINE_CURSOR = encode_cursor(min(GROUP, SECOND_GROUP))
 
 
+def _batch_towards_seeded_data(
+    case: OpenApiCase, group: str | None, provider_ids: list[Any] | None
+) -> OpenApiCase:
+    if group is not None:
+        case.path_parameters["accountGroupId"] = group
+    if provider_ids is not None and isinstance(case.body, dict):
+        # A new body: the drawn one may be the document's own example object.
+        case.body = {**case.body, "providerIds": provider_ids}
+    return case
+
+
 @schema.hook
 def flatmap_case(context: Any, case: OpenApiCase) -> st.SearchStrategy[OpenApiCase]:
     """Bias valid lookups towards the seeded data (fuzzing phase); leave invalid ones alone."""
+    if _positive(case) and case.operation.path == BATCH:
+        seeded_ids = st.lists(st.sampled_from([UNIQUE, AMBIGUOUS, "crm-nobody"]), min_size=1)
+        return st.builds(
+            _batch_towards_seeded_data,
+            st.just(case),
+            st.sampled_from([None, GROUP, GROUP.upper()]),
+            st.one_of(st.none(), seeded_ids),
+        )
     if not _positive(case) or case.operation.path != LOOKUP:
         return st.just(case)
     return st.builds(
@@ -181,6 +201,13 @@ def _mislabelled_provider_id(case: OpenApiCase) -> bool:
     characters) and then held the 422 against the API. Such a draw is not a valid case, so it
     is discarded; `validation.provider_id` refusing the value is the document's pattern
     refusing it (TestDocumentedRules checks the two agree on every code point)."""
+    if _positive(case) and case.operation.path == BATCH:
+        # The same for a batch body whose ids the document's pattern excludes.
+        try:
+            validation.provider_ids(case.body)
+        except ValidationFailed:
+            return True
+        return False
     if not _positive(case) or case.operation.path != LOOKUP or not case.path_parameters:
         return False
     try:
@@ -251,6 +278,19 @@ def test_operation_conforms(case: OpenApiCase, served: str) -> None:
         assert group in (GROUP, SECOND_GROUP)
         carriers = {UNIQUE: 1, AMBIGUOUS: 2}.get(data["providerId"], 0) if group == GROUP else 0
         assert len(data["matches"]) == carriers
+    if response.status_code == 200 and case.operation.path == BATCH:
+        # The same for each item of a batch, which answers every requested id in order.
+        assert case.path_parameters is not None
+        assert isinstance(case.body, dict)
+        group = case.path_parameters["accountGroupId"].lower()
+        assert group in (GROUP, SECOND_GROUP)
+        items = response.json()["data"]["items"]
+        assert [item["providerId"] for item in items] == case.body["providerIds"]
+        for item in items:
+            carriers = {UNIQUE: 1, AMBIGUOUS: 2}.get(item["providerId"], 0)
+            assert len(item["matches"]) == (carriers if group == GROUP else 0)
+            if item["matches"]:
+                resolution = "batch " + item["resolution"]
     SEEN[(case.operation.label, phase, response.status_code, resolution)] += 1
 
 
@@ -267,7 +307,11 @@ def test_fuzzing_reached_the_seeded_data(request: pytest.FixtureRequest) -> None
         statuses[(label, status)] += count
         if resolution:
             resolutions.add(resolution)
-    assert resolutions == {"none", "unique", "ambiguous"}, SEEN
+    assert {"none", "unique", "ambiguous"} <= resolutions, SEEN
+    batch = "POST " + BATCH
+    assert resolutions & {"batch unique", "batch ambiguous"}, SEEN  # batches reached the data
+    assert statuses[(batch, 422)] > 0, SEEN  # invalid bodies rejected
+    assert statuses[(batch, 403)] > 0, SEEN
     assert statuses[(lookup, 422)] > 0, SEEN  # invalid ids rejected
     assert statuses[(lookup, 403)] > 0, SEEN  # groups not granted
     assert statuses[("GET " + ACCOUNTS, 200)] > 0, SEEN

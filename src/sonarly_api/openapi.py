@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from sonarly_api.envelope import ErrorResponse, ValidationErrorResponse
 
@@ -43,6 +44,23 @@ LOOKUP_EXAMPLE: dict[str, Any] = {
     "traceId": _REFERENCE_TRACE,
 }
 
+_MATCH_EXAMPLE = LOOKUP_EXAMPLE["data"]["matches"][0]
+BATCH_LOOKUP_EXAMPLE: dict[str, Any] = {
+    "success": True,
+    "data": {
+        "items": [
+            {
+                "providerId": "507f1f77bcf86cd799439011",
+                "resolution": "unique",
+                "matches": [_MATCH_EXAMPLE],
+            },
+            {"providerId": "crm-42", "resolution": "none", "matches": []},
+        ]
+    },
+    "error": None,
+    "traceId": _REFERENCE_TRACE,
+}
+
 _ERRORS: dict[int, tuple[str, type[Any], str]] = {
     401: ("Invalid or missing API key", ErrorResponse, "string"),
     403: ("Missing required permission", ErrorResponse, "string"),
@@ -65,6 +83,24 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 BEARER = "bearerAuth"
+
+# Request bodies that routes read themselves (after authentication, see `documented_body`):
+# their models, added to the document's schemas.
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def documented_body(model: type[BaseModel], example: Any) -> dict[str, Any]:
+    """The `openapi_extra=` of a route that reads its JSON body itself instead of declaring a
+    body parameter (FastAPI would parse and validate it before the route's dependencies,
+    that is before authentication): the document shows `model` as the request body."""
+    _BODY_MODELS[model.__name__] = model
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema, "example": example}},
+        }
+    }
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -95,6 +131,11 @@ def install_openapi(app: FastAPI) -> None:
                 if path.startswith("/v1/"):
                     operation["security"] = [{BEARER: []}]
                 _add_examples(operation)
+        schemas = components.setdefault("schemas", {})
+        for name, model in _BODY_MODELS.items():
+            schemas[name] = model.model_json_schema(
+                by_alias=True, ref_template="#/components/schemas/{model}"
+            )
         for leftover in ("HTTPValidationError", "ValidationError"):
             components.get("schemas", {}).pop(leftover, None)
         app.openapi_schema = schema
@@ -105,6 +146,7 @@ def install_openapi(app: FastAPI) -> None:
 
 # Examples are added after generation: FastAPI drops `null` members from inline examples.
 _SUCCESS_EXAMPLES = {"lookupProspectsByProviderId": LOOKUP_EXAMPLE}
+_SUCCESS_EXAMPLES["lookupProspectsByProviderIds"] = BATCH_LOOKUP_EXAMPLE
 
 
 def _add_examples(operation: dict[str, Any]) -> None:

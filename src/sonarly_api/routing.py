@@ -177,4 +177,10 @@ def with_fast_lane(
 
 
 def direct_routes(router: APIRouter) -> list[DirectRoute]:
-    return [route for route in router.routes if isinstance(route, DirectRoute)]
+    """The router's GET DirectRoutes: FastLane matches paths only, and serves only GETs (a
+    GET on the path of a POST DirectRoute must get the router's 405)."""
+    return [
+        route
+        for route in router.routes
+        if isinstance(route, DirectRoute) and "GET" in (route.methods or ())
+    ]

@@ -3,7 +3,9 @@ after authentication, rate limit and permission, so FastAPI must not validate th
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from typing import Any
 
 from sonarly_api.errors import ValidationFailed
 from sonarly_api.ids import is_id
@@ -35,15 +37,71 @@ def account_group_id(raw: str) -> str:
     return value
 
 
-def provider_id(raw: str) -> str:
-    """1–256 characters; no whitespace, no control characters, no '/' (also when sent as %2F)."""
+def _provider_id_problem(raw: str) -> str | None:
+    """What is wrong with a provider id (the rule it breaks), None if nothing."""
     if not 1 <= len(raw) <= MAX_PROVIDER_ID_LENGTH:
-        raise ValidationFailed(
-            f"providerId: must be 1 to {MAX_PROVIDER_ID_LENGTH} characters long, got {len(raw)}."
-        )
+        return f"must be 1 to {MAX_PROVIDER_ID_LENGTH} characters long, got {len(raw)}"
+    if _REFUSED.search(raw) is None:  # the common case, in one pass of the regex engine
+        return None
     if "/" in raw:
-        raise ValidationFailed("providerId: must not contain '/' (also not as %2F).")
+        return _NO_SLASH
     for char in raw:
         if char.isspace() or unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp"):
-            raise ValidationFailed("providerId: must not contain whitespace or control characters.")
-    return raw
+            return "must not contain whitespace or control characters"
+    return None
+
+
+_NO_SLASH = "must not contain '/'"
+# Every character the rules refuse: '/', whitespace (str.isspace), control characters (Cc, Zl,
+# Zp) and lone surrogates (Cs: possible in a JSON body). A quick test before the per-character
+# check, which then only runs on a refused id to say why (tests/prospects/test_batch_lookup.py
+# checks that both agree on every code point).
+_REFUSED = re.compile(
+    "[\x00-\x20/\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ud800-\udfff]"
+)
+
+
+def provider_id(raw: str) -> str:
+    """1–256 characters; no whitespace, no control characters, no '/' (also when sent as %2F)."""
+    problem = _provider_id_problem(raw)
+    if problem is None:
+        return raw
+    if problem is _NO_SLASH:
+        raise ValidationFailed("providerId: must not contain '/' (also not as %2F).")
+    raise ValidationFailed(f"providerId: {problem}.")
+
+
+MAX_BATCH = 100
+MAX_BATCH_BODY_BYTES = 64 * 1024
+
+# The batch body's rules as JSON Schema, for the OpenAPI document (not enforced by FastAPI:
+# authentication and the rate limit come before the body is read).
+BATCH_PROVIDER_IDS_SCHEMA: dict[str, Any] = {
+    "minItems": 1,
+    "maxItems": MAX_BATCH,
+    "items": {"type": "string", **PROVIDER_ID_SCHEMA},
+}
+
+
+def provider_ids(payload: object) -> list[str]:
+    """The batch body `{"providerIds": [1 to 100 provider ids]}` (parsed JSON), each id under
+    the single lookup's rules; the first bad element is named by its index."""
+    if not isinstance(payload, dict):
+        raise ValidationFailed('request body: must be a JSON object {"providerIds": [...]}')
+    if "providerIds" not in payload:
+        raise ValidationFailed("providerIds: required")
+    if len(payload) > 1:
+        # Not echoed: a field name is client data of any length.
+        raise ValidationFailed("request body: unknown field; providerIds is the only one")
+    ids = payload["providerIds"]
+    if not isinstance(ids, list):
+        raise ValidationFailed("providerIds: must be an array of provider ids")
+    if not 1 <= len(ids) <= MAX_BATCH:
+        raise ValidationFailed(f"providerIds: must hold 1 to {MAX_BATCH} ids, got {len(ids)}")
+    for index, value in enumerate(ids):
+        if not isinstance(value, str):
+            raise ValidationFailed(f"providerIds[{index}]: must be a string")
+        problem = _provider_id_problem(value)
+        if problem is not None:
+            raise ValidationFailed(f"providerIds[{index}]: {problem}")
+    return ids
