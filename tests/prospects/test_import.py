@@ -262,11 +262,13 @@ async def test_values_reach_the_tables_exactly(
     assert second["person_linkedin_url"] == f'https://li/b,"{uid}'
 
 
-async def test_empty_files(import_engine: AsyncEngine, tmp_path: Path) -> None:
+async def test_a_header_without_rows_imports_nothing(
+    import_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """(An empty file is an error: tests/prospects/test_import_files.py.)"""
     group = await make_group(import_engine)
-    for path in (write(tmp_path / "a.jsonl", ""), write(tmp_path / "b.csv", HEADER + "\n")):
-        summary = await import_prospects(import_engine, group, path)
-        assert (summary.rows_read, summary.created) == (0, 0)
+    summary = await import_prospects(import_engine, group, write(tmp_path / "b.csv", HEADER + "\n"))
+    assert (summary.rows_read, summary.created) == (0, 0)
 
 
 # --- idempotence and updates ----------------------------------------------------------------
@@ -777,7 +779,6 @@ async def test_rejects_path_needs_skip_invalid(import_engine: AsyncEngine, tmp_p
         ),
         ("name,title\nx,y\n", 1, "missing required column providerId."),
         ("providerId,name,name\nx,y,z\n", 1, "duplicated column(s): name."),
-        ("", 1, "the file is empty: expected a header line naming at least providerId."),
     ],
 )
 async def test_bad_header_fails_the_whole_import(

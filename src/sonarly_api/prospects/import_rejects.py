@@ -35,7 +35,7 @@ def check_rejects_path(rejects: Path, source: Path) -> None:
     for written in (rejects, partial_path(rejects)):
         if same_file(written, source):
             raise RejectsFileError(
-                f"the rejects file {written} is the file being imported; choose another path."
+                f"the rejects file {written} is the file being imported; choose another path"
             )
 
 
@@ -110,4 +110,4 @@ class RejectsFile:
 
 
 def _error(path: Path | None, exc: OSError) -> RejectsFileError:
-    return RejectsFileError(f"cannot write the rejects file {path}: {exc.strerror or exc}.")
+    return RejectsFileError(f"cannot write the rejects file {path}: {exc.strerror or exc}")

@@ -129,7 +129,9 @@ async def import_prospects(
     except RejectsFileError as exc:
         raise ImportFailed(f"{exc}; nothing was imported.", errors=[]) from None
     except OSError as exc:
-        raise ImportFailed(f"cannot read {path}: {exc.strerror or exc}.", errors=[]) from None
+        raise ImportFailed(
+            f"cannot read {path}: {exc.strerror or exc}; nothing was imported.", errors=[]
+        ) from None
     try:
         with contextlib.closing(rows), RejectsFile(rejects_path) as rejects:
             async with engine.begin() as conn:
@@ -178,7 +180,8 @@ class _Tally:
 
 def _failed(exc: BadFile, tally: _Tally) -> ImportFailed:
     errors = [] if exc.line is None else [RowError(exc.line, exc.reason)]
-    return ImportFailed(f"{exc}; nothing was imported.", errors=errors, rows_read=tally.rows_read)
+    message = f"{str(exc).removesuffix('.')}; nothing was imported."
+    return ImportFailed(message, errors=errors, rows_read=tally.rows_read)
 
 
 def _reading(rows: Iterator[StagedRow | Rejected]) -> Iterator[StagedRow | Rejected]:
