@@ -363,9 +363,13 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# Made once: json.loads with a hook would make a decoder for every row.
+_JSON = json.JSONDecoder(object_pairs_hook=_json_object)
+
+
 def _json_values(raw: str) -> list[str]:
     try:
-        obj = json.loads(raw, object_pairs_hook=_json_object)
+        obj = _JSON.decode(raw)
     except json.JSONDecodeError as exc:
         raise _Invalid(f"not valid JSON: {exc.msg} (column {exc.colno}).") from None
     except RecursionError:
