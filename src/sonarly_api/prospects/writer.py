@@ -95,8 +95,9 @@ WITH batch AS MATERIALIZED (
 ), named AS (
     -- Named by personId and missing: created without identifiers.
     INSERT INTO persons (id)
-    SELECT DISTINCT person_id FROM batch WHERE person_id IS NOT NULL
-    ORDER BY person_id
+    SELECT person_id FROM batch WHERE person_id IS NOT NULL
+    GROUP BY person_id
+    ORDER BY person_id COLLATE "C"
     ON CONFLICT DO NOTHING
 ), firsts AS (
     -- The rows that may create a person: the first of each public identifier among the
@@ -123,7 +124,9 @@ WITH batch AS MATERIALIZED (
     SELECT :prefix || lpad(to_hex(n), 8, '0'), public_identifier, linkedin_url
     FROM creators
     WHERE public_identifier IS NOT NULL OR linkedin_url IS NOT NULL
-    ORDER BY n
+    -- The bulk importer's order within a chunk: two writers creating the same persons in
+    -- one order wait for each other rather than deadlock.
+    ORDER BY coalesce(public_identifier, linkedin_url) COLLATE "C"
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
