@@ -58,16 +58,19 @@ _START_HEADERS = {
 }
 
 START_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"headers": _START_HEADERS, "links": {"GetJob": _LINK_GET, "CancelJob": _LINK_CANCEL}},
+    202: {
+        "headers": _START_HEADERS,
+        "links": {"StartedJobStatus": _LINK_GET, "CancelStartedJob": _LINK_CANCEL},
+    },
     200: {
         "model": ProspectingJobStartSuccessResponse,
         "description": "An Idempotency-Key replayed a job that is already finished",
         "headers": _START_HEADERS,
-        "links": {"GetJob": _LINK_GET},
+        "links": {"ReplayedJobStatus": _LINK_GET},
     },
 }
 STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"headers": {"Retry-After": _RETRY_AFTER}, "links": {"CancelJob": _LINK_CANCEL}},
+    200: {"headers": {"Retry-After": _RETRY_AFTER}, "links": {"CancelPolledJob": _LINK_CANCEL}},
 }
 
 

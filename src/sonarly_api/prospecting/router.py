@@ -7,10 +7,14 @@ the dependency (401 → 429 → 403 PERMISSION_DENIED) and in the contract's ord
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 # Registers the `anytext` path convertor the paths below use (whatever the import order).
 import sonarly_api.prospects.router  # noqa: F401
@@ -29,7 +33,26 @@ from sonarly_api.prospecting.schemas import (
 from sonarly_api.prospecting.validation import DEFAULT_LIMIT, MAX_LIMIT
 from sonarly_api.timestamps import iso_millis
 
-router = APIRouter(prefix="/v1", tags=["Prospecting jobs"])
+
+class JobRoute(APIRoute):
+    """A 405 lists every method of the path, not only this route's: the list and the start
+    share one path, and Starlette answers a method neither has (e.g. OPTIONS) from the first
+    route whose path matches, so `Allow` would name only that route's method."""
+
+    methods_by_path: ClassVar[dict[str, set[str]]] = {}
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.methods_by_path.setdefault(self.path, set()).update(self.methods or ())
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allowed = ", ".join(sorted(self.methods_by_path[self.path]))
+            raise HTTPException(status_code=405, headers={"Allow": allowed})
+        await super().handle(scope, receive, send)
+
+
+router = APIRouter(prefix="/v1", tags=["Prospecting jobs"], route_class=JobRoute)
 
 # How long a client should wait before polling a job that is not finished.
 RETRY_AFTER_SECONDS = "2"

@@ -158,6 +158,19 @@ class ProspectingJobCancelSuccessResponse(CamelModel):
     trace_id: str = Field(examples=[TRACE_ID_EXAMPLE])
 
 
+_MAX_RESULTS = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_CAP,
+    "description": "1 to the plan's cap (tester 100, starter 1000, scale and enterprise 2000); "
+    "default: the cap.",
+}
+_IGNORED_MAX_RESULTS = {
+    "type": "integer",
+    "description": "Ignored: the job's size is the number of distinct URLs.",
+}
+
+
 def _variant(source: str, inputs: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {
         "type": "object",
@@ -166,13 +179,7 @@ def _variant(source: str, inputs: dict[str, Any], required: list[str]) -> dict[s
         "properties": {
             "source": {"type": "string", "enum": [source]},
             **inputs,
-            "maxResults": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_CAP,
-                "description": "1 to the plan's cap (tester 100, starter 1000, scale and "
-                "enterprise 2000); default: the cap. Ignored by url_upload.",
-            },
+            "maxResults": _IGNORED_MAX_RESULTS if source == "url_upload" else _MAX_RESULTS,
             "searchEmails": {"type": "boolean", "default": False},
         },
     }

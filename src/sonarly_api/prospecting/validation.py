@@ -166,6 +166,9 @@ def start_request(raw: bytes) -> StartRequest:
     source = _source(body)
     max_results = body.get("maxResults")
     if max_results is not None or "maxResults" in body:
+        # JSON has numbers only: 50.0 is the integer 50 (as JSON Schema's "integer" says).
+        if isinstance(max_results, float) and max_results.is_integer():
+            max_results = int(max_results)
         if isinstance(max_results, bool) or not isinstance(max_results, int):
             raise BadRequest("maxResults: must be an integer.")
         if max_results < 1 and source["source"] != "url_upload":
