@@ -143,7 +143,11 @@ async def list_prospecting_jobs(
     # Documented only (typed `Any`, so FastAPI converts nothing): read raw from the query in
     # the service, after the account group check.
     cursor: Annotated[
-        Any, Query(description="Opaque cursor from a previous page; empty: the first page.")
+        Any,
+        Query(
+            description="Opaque cursor from a previous page; empty: the first page.",
+            json_schema_extra={"type": "string"},
+        ),
     ] = None,
     limit: Annotated[
         Any,
