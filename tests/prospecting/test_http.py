@@ -52,6 +52,19 @@ class TestOverHttp:
         assert cancelled.json()["data"] == {"jobId": job_id, "status": "cancelled"}
         assert again.status_code == 422
 
+    async def test_a_body_sent_as_curl_d_sends_it(self, server: Server, factory: Factory) -> None:
+        """`curl -d` labels the body application/x-www-form-urlencoded: still read as JSON."""
+        who = await tenant(factory)
+        body = b'{"source": "sales_navigator", "leadListId": "123", "maxResults": 5}'
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            response = await http.post(
+                who.jobs,
+                content=body,
+                headers={**who.headers, "Content-Type": "application/x-www-form-urlencoded"},
+            )
+
+        assert response.status_code == 202, response.text
+
     async def test_errors_in_the_envelope(self, server: Server, factory: Factory) -> None:
         who = await tenant(factory)
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
