@@ -22,7 +22,9 @@ from pathlib import Path
 
 from bench.live import (
     ROOT,
+    Dataset,
     HarnessError,
+    cli_json,
     exit_cleanly_on_sigterm,
     free_port,
     log_tail,
@@ -52,7 +54,9 @@ def _schemathesis_argv(port: int, max_examples: int, seed: int | None) -> list[s
         "--checks",
         "all",
         "--phases",
-        "examples,coverage,fuzzing",
+        # stateful: chains the job endpoints through the document's links (start -> get ->
+        # cancel with the job id a start returned).
+        "examples,coverage,fuzzing,stateful",
         "--max-examples",
         str(max_examples),
         "--workers",
@@ -99,6 +103,35 @@ def summarize(events: Path) -> tuple[Counter[int], Counter[str]]:
     return statuses, resolutions
 
 
+def jobs_key(env: dict[str, str], data: Dataset) -> tuple[str, str]:
+    """(a key for the whole run, the group its job cases use). The group is on the largest
+    plan, so every maxResults the document allows is within its cap, with credits no run
+    exhausts; the key also reads the lookup's groups, as the dataset's key does."""
+    group = cli_json(
+        env,
+        "account-groups",
+        "create",
+        "--name",
+        "fuzz jobs",
+        "--plan",
+        "enterprise",
+        "--credits",
+        "1000000000",
+    )["id"]
+    grants = [a for g in (data.group, data.other_group, group) for a in ("--account-group", g)]
+    permissions = ("prospects:read", "prospecting:read", "prospecting:write")
+    key = cli_json(
+        env,
+        "keys",
+        "create",
+        "--name",
+        "fuzz jobs",
+        *grants,
+        *(a for p in permissions for a in ("--permission", p)),
+    )["key"]
+    return key, group
+
+
 def run(max_examples: int, seed: int | None) -> int:
     server = EmbeddedPostgres(PG_DIR)
     server.start()  # owned by this run; the CLI commands and the server join it
@@ -110,13 +143,15 @@ def run(max_examples: int, seed: int | None) -> int:
             LOG_LEVEL="warning",
         )
         data = make_dataset(env, LOG_DIR, prospects=200, tag="fuzz")
+        key, jobs_group = jobs_key(env, data)
         port = free_port()
         log = LOG_DIR / "server.log"
         with serve(env, port, log) as proc:
             fuzz_env = {
                 **env,
                 "SCHEMATHESIS_HOOKS": "bench.fuzz_hooks",
-                "FUZZ_KEY": data.key,
+                "FUZZ_KEY": key,
+                "FUZZ_JOBS_GROUP": jobs_group,
                 "FUZZ_GROUP": data.group,
                 "FUZZ_UNIQUE": data.unique_ids[0],
                 "FUZZ_AMBIGUOUS": data.ambiguous_ids[0],
@@ -137,6 +172,9 @@ def run(max_examples: int, seed: int | None) -> int:
         wanted = {kind + resolution for kind in ("", "batch ") for resolution in RESOLUTIONS}
         if set(resolutions) != wanted:
             print("FAILED: the run did not see 200s of every resolution, single and batch")
+            return 4
+        if statuses[202] == 0:  # only a job start answers 202
+            print("FAILED: the run never started a prospecting job")
             return 4
         return status
     finally:

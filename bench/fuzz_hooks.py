@@ -11,6 +11,7 @@ comes from bench/fuzz.py through FUZZ_*.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import schemathesis
@@ -23,6 +24,10 @@ GROUP = os.environ["FUZZ_GROUP"]
 UNIQUE = os.environ["FUZZ_UNIQUE"]
 AMBIGUOUS = os.environ["FUZZ_AMBIGUOUS"]
 CURSOR = os.environ["FUZZ_CURSOR"]
+# The job endpoints: their cases go to a group on the largest plan, with credits.
+JOBS = "/v1/accounts/{accountGroupId}/prospecting"
+JOB_PATHS = (JOBS, JOBS + "/{jobId}", JOBS + "/{jobId}/cancel")
+JOBS_GROUP = os.environ["FUZZ_JOBS_GROUP"]
 
 
 # Schemathesis' cases are generic in their operation (all OpenAPI ones here).
@@ -97,4 +102,14 @@ def flatmap_case(context: Any, case: OpenApiCase) -> st.SearchStrategy[OpenApiCa
 @schemathesis.hook
 def before_call(context: Any, case: OpenApiCase, kwargs: dict[str, Any]) -> None:
     if _positive(case) and case.query and "cursor" in case.query:
-        case.query["cursor"] = CURSOR
+        # The jobs list's empty cursor is its first page, as genuine as any it returns.
+        case.query["cursor"] = "" if case.operation.path == JOBS else CURSOR
+    parameters = case.path_parameters
+    # A job case whose group id is well formed goes to JOBS_GROUP: a random group would answer
+    # 403 before the body, query or job id (what the case is about) is looked at.
+    if (
+        case.operation.path in JOB_PATHS
+        and parameters
+        and re.fullmatch("[0-9a-fA-F]{24}", str(parameters.get("accountGroupId", "")))
+    ):
+        parameters["accountGroupId"] = JOBS_GROUP

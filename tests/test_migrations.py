@@ -19,7 +19,16 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text
 from sonarly_api.migrations import alembic_config, upgrade
 from sonarly_api.models import Base
 
-TABLES = {"account_groups", "api_keys", "api_key_grants", "persons", "prospects"}
+TABLES = {
+    "account_groups",
+    "api_keys",
+    "api_key_grants",
+    "persons",
+    "prospects",
+    "prospecting_jobs",
+    "prospecting_job_prospects",
+    "prospecting_idempotency_keys",
+}
 TABLES |= {"credit_balances", "credit_ledger"}  # 0004_plans_and_credits
 LOOKUP_INDEX = "uq_prospects_account_group_id_provider_id_person_id"
 

@@ -32,7 +32,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, reject, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sonarly_api.accounts.models import AccountGroup
@@ -40,9 +40,13 @@ from sonarly_api.app import create_app
 from sonarly_api.auth import keys as key_format
 from sonarly_api.auth import repository as api_keys
 from sonarly_api.config import Settings
+from sonarly_api.credits import repository as credit_balances
+from sonarly_api.credits import service as credits
 from sonarly_api.errors import ValidationFailed
 from sonarly_api.ids import new_id
 from sonarly_api.pagination import encode_cursor
+from sonarly_api.prospecting import service as jobs
+from sonarly_api.prospecting.models import ProspectingJob
 from sonarly_api.prospects import validation
 from tests.conftest import PEPPER, Factory, make_settings
 
@@ -85,6 +89,69 @@ class DeferredApp:
         await self.app(scope, receive, send)
 
 
+# --- Prospecting jobs -----------------------------------------------------------------------
+JOBS = "/v1/accounts/{accountGroupId}/prospecting"
+JOB = JOBS + "/{jobId}"
+CANCEL = JOB + "/cancel"
+JOB_PATHS = (JOBS, JOB, CANCEL)
+# The job endpoints answer invalid input with 400 (the reference's status for them), after the
+# account group check (the hook points cases at GROUP). A valid cancel of a job that is already
+# finished (e.g. cancelled by an earlier case) is the contract's 422.
+JOB_OPERATIONS: list[dict[str, Any]] = [
+    {
+        "include-path-regex": "/prospecting",
+        "checks": {"negative_data_rejection": {"expected-statuses": ["400", "401", "405"]}},
+    },
+    {
+        "include-operation-id": "cancelProspectingJob",
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": ["200", "401", "403", "404", "422", "429"]
+            }
+        },
+    },
+]
+# Set by the `seeded` fixture: jobs of GROUP (the status and cancel cases use them) and a cursor
+# of GROUP's job list.
+SEEDED_JOBS: list[str] = []
+JOBS_CURSOR: list[str] = []
+
+
+def _job_case(case: OpenApiCase, group: str, job_id: str | None) -> OpenApiCase:
+    assert case.path_parameters is not None
+    case.path_parameters["accountGroupId"] = group
+    if job_id is not None and "jobId" in case.path_parameters:
+        case.path_parameters["jobId"] = job_id
+    return case
+
+
+def _towards_seeded_jobs(case: OpenApiCase) -> st.SearchStrategy[OpenApiCase]:
+    """Job cases at GROUP, unless the case's own group id is the invalid part (a random valid
+    group would answer 403 before the body or query is looked at)."""
+    group = (case.path_parameters or {}).get("accountGroupId", "")
+    if not re.fullmatch("[0-9a-fA-F]{24}", str(group)):
+        return st.just(case)
+    stateful = case.meta is not None and case.meta.phase.name.value == "stateful"
+    if not _positive(case) or stateful:  # keep the job id: the invalid part, or a link's
+        return st.builds(_job_case, st.just(case), st.just(GROUP), st.none())
+    return st.builds(
+        _job_case,
+        st.just(case),
+        st.sampled_from([GROUP, GROUP.upper()]),
+        st.sampled_from([None, *SEEDED_JOBS]),
+    )
+
+
+def _jobs_at_seeded_group(case: OpenApiCase) -> None:
+    """Every phase (the hook above only runs in the fuzzing phase): a job case whose group id
+    is well formed goes to GROUP, so what is checked is the body, query or job id."""
+    parameters = case.path_parameters
+    if case.operation.path not in JOB_PATHS or not parameters:
+        return
+    if re.fullmatch("[0-9a-fA-F]{24}", str(parameters.get("accountGroupId", ""))):
+        parameters["accountGroupId"] = GROUP
+
+
 def _document() -> dict[str, Any]:
     """The app's OpenAPI document (it does not depend on the database), plus explicit examples
     that reach the seeded data: Schemathesis' examples phase sends them first."""
@@ -125,6 +192,7 @@ schema = schemathesis.openapi.from_dict(
                 phase: {"extra-data-sources": {"responses": False}}
                 for phase in ("coverage", "fuzzing")
             },
+            "operations": JOB_OPERATIONS,
         }
     ),
 )
@@ -167,6 +235,8 @@ def _batch_towards_seeded_data(
 @schema.hook
 def flatmap_case(context: Any, case: OpenApiCase) -> st.SearchStrategy[OpenApiCase]:
     """Bias valid lookups towards the seeded data (fuzzing phase); leave invalid ones alone."""
+    if case.operation.path in JOB_PATHS:
+        return _towards_seeded_jobs(case)
     if _positive(case) and case.operation.path == BATCH:
         seeded_ids = st.lists(st.sampled_from([UNIQUE, AMBIGUOUS, "crm-nobody"]), min_size=1)
         return st.builds(
@@ -193,6 +263,8 @@ def _with_genuine_cursor(case: OpenApiCase) -> None:
     requests keep theirs (and must get a 4xx)."""
     if _positive(case) and case.query and "cursor" in case.query:
         case.query["cursor"] = GENUINE_CURSOR
+        if case.operation.path == JOBS:
+            case.query["cursor"] = JOBS_CURSOR[0]
 
 
 def _mislabelled_provider_id(case: OpenApiCase) -> bool:
@@ -239,12 +311,48 @@ async def seeded(database_url: str) -> AsyncIterator[str]:
                 conn,
                 name="fuzz",
                 key_hash=key_format.hash_key(KEY, PEPPER.encode()),
-                permissions=["prospects:read"],
+                permissions=["prospects:read", "prospecting:read", "prospecting:write"],
                 account_group_ids=[GROUP, SECOND_GROUP],
             )
+        await _seed_jobs(engine)
         yield KEY
     finally:
         await engine.dispose()
+
+
+async def _seed_jobs(engine: Any) -> None:
+    """GROUP on the largest plan (every maxResults the document allows is within its cap),
+    with credits no run exhausts, and a few jobs."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(AccountGroup).where(AccountGroup.id == GROUP).values(plan="enterprise")
+        )
+        await credit_balances.insert_balance(conn, GROUP)
+        await credits.grant(conn, GROUP, 10**12, note="fuzz")
+        rows = (
+            await conn.execute(
+                insert(ProspectingJob)
+                .values(
+                    [
+                        {
+                            "id": new_id(),
+                            "account_group_id": GROUP,
+                            "source": {"source": "sales_navigator", "leadListId": "1"},
+                            "max_results": 10,
+                            "search_emails": False,
+                            "credits_reserved": 10,
+                        }
+                        for _ in range(4)
+                    ]
+                )
+                .returning(ProspectingJob.id, ProspectingJob.created_at)
+            )
+        ).all()
+        for row in rows:
+            await credits.reserve(conn, GROUP, row.id, 10)
+    newest_first = sorted(rows, key=lambda r: (r.created_at, r.id), reverse=True)
+    SEEDED_JOBS[:] = [r.id for r in rows]
+    JOBS_CURSOR[:] = [jobs.encode_cursor(GROUP, newest_first[0].created_at, newest_first[0].id)]
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +371,7 @@ def served(seeded: str, database_url: str) -> str:
 )
 def test_operation_conforms(case: OpenApiCase, served: str) -> None:
     _with_genuine_cursor(case)
+    _jobs_at_seeded_group(case)
     if _mislabelled_provider_id(case):
         reject()
     response = case.call_and_validate()
@@ -294,6 +403,63 @@ def test_operation_conforms(case: OpenApiCase, served: str) -> None:
     SEEN[(case.operation.label, phase, response.status_code, resolution)] += 1
 
 
+# (operation, status) of the stateful run's calls on jobs a start of that run created.
+CHAINED: Counter[tuple[str, int]] = Counter()
+STARTED: set[str] = set()
+
+
+# A schema of its own, on a copy of the document: building a state machine adds the links
+# Schemathesis infers to the document it was given (DOCUMENT must stay the served one).
+stateful_schema = schemathesis.openapi.from_dict(
+    copy.deepcopy(DOCUMENT),
+    config=schemathesis.Config.from_dict(
+        {"auth": {"openapi": {"bearerAuth": {"bearer": KEY}}}, "operations": JOB_OPERATIONS}
+    ),
+).include(path_regex="/prospecting")
+stateful_schema.app = APP
+
+
+class JobStateMachine(stateful_schema.as_state_machine()):  # type: ignore[misc]
+    """Schemathesis' stateful phase on the job endpoints: it follows the document's links
+    (start → get, start → cancel, get → cancel) with the job id a start returned."""
+
+    def before_call(self, case: OpenApiCase) -> None:
+        _with_genuine_cursor(case)
+        _jobs_at_seeded_group(case)
+
+    def after_call(self, response: Any, case: OpenApiCase) -> None:
+        path_id = (case.path_parameters or {}).get("jobId")
+        if case.operation.path == JOBS and case.method.upper() == "POST":
+            if response.status_code in (200, 202):
+                STARTED.add(response.json()["data"]["jobId"])
+        elif path_id in STARTED:
+            CHAINED[(case.operation.label, response.status_code)] += 1
+
+
+def test_links_chain_start_get_and_cancel(served: str) -> None:
+    JobStateMachine.run(
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+    )
+
+    assert STARTED
+    # Which links a run follows is random; that it follows them, and that a job it started is
+    # always found (a cancel may come second: 422; or go without credentials: 401), is not.
+    assert sum(CHAINED.values()) > 0, CHAINED
+    assert set(CHAINED) <= {
+        ("GET " + JOB, 200),
+        ("GET " + JOB, 401),
+        ("POST " + CANCEL, 200),
+        ("POST " + CANCEL, 401),
+        ("POST " + CANCEL, 422),
+    }, CHAINED
+
+
 def test_fuzzing_reached_the_seeded_data(request: pytest.FixtureRequest) -> None:
     """The fuzz run above is only meaningful if it saw 200s of every resolution (where
     ignored_auth and the 200 schema apply) and the rejections of invalid input."""
@@ -316,6 +482,12 @@ def test_fuzzing_reached_the_seeded_data(request: pytest.FixtureRequest) -> None
     assert statuses[(lookup, 403)] > 0, SEEN  # groups not granted
     assert statuses[("GET " + ACCOUNTS, 200)] > 0, SEEN
     assert statuses[("GET " + ACCOUNTS, 422)] > 0, SEEN  # limit out of range
+    # The job endpoints reached: jobs started, listed, read and cancelled, bad input refused.
+    assert statuses[("POST " + JOBS, 202)] > 0, SEEN
+    assert statuses[("POST " + JOBS, 400)] > 0, SEEN
+    assert statuses[("GET " + JOBS, 200)] > 0, SEEN
+    assert statuses[("GET " + JOB, 200)] > 0, SEEN
+    assert statuses[("POST " + CANCEL, 200)] + statuses[("POST " + CANCEL, 422)] > 0, SEEN
 
 
 class TestDocumentedRules:

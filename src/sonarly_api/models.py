@@ -4,6 +4,11 @@ from sonarly_api.accounts.models import AccountGroup
 from sonarly_api.auth.models import ApiKey, ApiKeyGrant
 from sonarly_api.credits.models import CreditBalance, CreditLedgerEntry
 from sonarly_api.db import Base
+from sonarly_api.prospecting.models import (
+    ProspectingIdempotencyKey,
+    ProspectingJob,
+    ProspectingJobProspect,
+)
 from sonarly_api.prospects.models import Person, Prospect
 
 __all__ = [
@@ -15,4 +20,7 @@ __all__ = [
     "CreditLedgerEntry",
     "Person",
     "Prospect",
+    "ProspectingIdempotencyKey",
+    "ProspectingJob",
+    "ProspectingJobProspect",
 ]
