@@ -13,6 +13,7 @@ from sonarly_api.accounts.router import router as accounts_router
 from sonarly_api.auth.authenticator import Authenticator
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.db import Database, create_engine
+from sonarly_api.edge.guard import RequestGuard
 from sonarly_api.handlers import install_error_handlers, render, render_unhandled
 from sonarly_api.health.router import health_router
 from sonarly_api.observability.setup import install_observability
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router())
     install_error_handlers(app)
     install_openapi(app)
+    # Innermost of the user middleware (added first): its refusals are logged and counted.
+    app.add_middleware(RequestGuard)
     install_observability(app, settings)  # /metrics, access log + metrics middleware
     app.add_middleware(TraceMiddleware, render_error=render_unhandled)
     # Built now rather than on the first request, as Starlette would: the lookup gets a fast

@@ -131,7 +131,8 @@ class FastLane:
         self._routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        # HEAD too: the request guard, in the lane's middleware, serves it as GET.
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             path = scope["path"]
             for route in self._routes:
                 match = route.path_regex.match(path)
