@@ -211,9 +211,7 @@ class TestUnfinishedRequests:
         with connect(server.port) as sock:
             assert read_all(sock, timeout=HEADER_TIMEOUT + 10) == b""
 
-    def test_connections_over_the_cap_are_503_and_the_server_recovers(
-        self, server: Server
-    ) -> None:
+    def test_connections_over_the_cap_are_503_and_the_server_recovers(self, server: Server) -> None:
         held: list[socket.socket] = []
         try:
             for _ in range(MAX_CONNECTIONS):
