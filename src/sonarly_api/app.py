@@ -20,7 +20,7 @@ from sonarly_api.observability.setup import install_observability
 from sonarly_api.openapi import install_openapi
 from sonarly_api.prospects.router import router as prospects_router
 from sonarly_api.ratelimit import RateLimits
-from sonarly_api.routing import direct_routes, with_fast_lane
+from sonarly_api.routing import check_fast_lane, direct_routes, with_fast_lane
 from sonarly_api.state import AppState
 from sonarly_api.tracing import TraceMiddleware
 
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Built now rather than on the first request, as Starlette would: the lookup gets a fast
     # lane around the framework's stack, with the same middleware (sonarly_api/routing.py).
     # Middleware added later is refused by Starlette instead of being silently left out.
+    check_fast_lane(app.router, direct_routes(prospects_router))  # refused at start-up
     app.middleware_stack = with_fast_lane(
         app.build_middleware_stack(), app.user_middleware, direct_routes(prospects_router), render
     )

@@ -102,5 +102,5 @@ def test_trusted_proxies_must_be_addresses_or_networks() -> None:
         "10.0.0.0/8,::1"
     )
     assert Settings(_env_file=None).trusted_proxies == ""
-    with pytest.raises(ValidationError, match="not an IP address or network: 'proxy.local'"):
+    with pytest.raises(ValidationError, match=r"not an IP address or network: 'proxy\.local'"):
         Settings(_env_file=None, trusted_proxies="proxy.local")
