@@ -230,3 +230,12 @@ class TestUnfinishedRequests:
             assert time.monotonic() < deadline, "the server did not recover"
             time.sleep(0.1)
         assert "refusing connections" in server.output()
+
+
+def test_an_invalid_chunk_in_a_body_is_400(server: Server) -> None:
+    request = (
+        b"POST /v1/accounts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\nnot a chunk\r\n0\r\n\r\n"
+    )
+    body = assert_envelope(send_raw(server.port, request), 400, "VALIDATION_ERROR")
+    assert body["error"]["details"] == "The request is not valid HTTP/1.1."

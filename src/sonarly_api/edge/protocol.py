@@ -239,6 +239,18 @@ class EdgeProtocol(HttpToolsProtocol):
         self._refused = True
         self._cancel_head_timer()
         self._unset_keepalive_if_required()
+        busy = self.cycle
+        if busy is not None and not busy.response_complete:
+            # A request of this connection is being served (the fault is in its body, or in a
+            # pipelined request behind it).
+            if busy.response_started:
+                # Its answer is on the wire: nothing can follow it but the end.
+                logger.warning("closing a connection: %s", error.details)
+                self.transport.close()
+                return
+            # It has not answered yet: it sees the client go away, and the refusal answers.
+            busy.disconnected = True
+            busy.message_event.set()
         scope: Any = {
             "type": "http",
             "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
@@ -270,13 +282,8 @@ class EdgeProtocol(HttpToolsProtocol):
             on_response=self._linger,
         )
         cycle.more_body = False
-        busy = self.cycle is not None and not self.cycle.response_complete
         self.cycle = cycle
-        if busy:
-            # A request of this connection is still being answered: this answer comes next.
-            self.pipeline.appendleft((cycle, self.app))
-        else:
-            self._start_asgi_task(cycle, self.app)
+        self._start_asgi_task(cycle, self.app)
 
     def _linger(self) -> None:
         if self.transport.is_closing():
