@@ -170,8 +170,10 @@ def serve(
             )
             # The HTTP edge (sonarly_api/edge): bounded request heads, a header timeout, a
             # connection cap, refusals in the envelope; X-Forwarded-For only from TRUSTED_PROXIES.
-            from sonarly_api.edge.protocol import describe_limits
+            from sonarly_api.edge.protocol import describe_limits, ensure_descriptors
 
+            if (too_few := ensure_descriptors()) is not None:
+                logging.getLogger("sonarly_api.serve").warning(too_few)
             logging.getLogger("sonarly_api.serve").info(
                 "HTTP limits: %s; keep-alive %d s; X-Forwarded-For trusted from: %s",
                 describe_limits(),

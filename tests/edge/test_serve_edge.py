@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -239,3 +241,28 @@ def test_an_invalid_chunk_in_a_body_is_400(server: Server) -> None:
     )
     body = assert_envelope(send_raw(server.port, request), 400, "VALIDATION_ERROR")
     assert body["error"]["details"] == "The request is not valid HTTP/1.1."
+
+
+@pytest.mark.parametrize(
+    ("max_connections", "printed"),
+    [
+        ("500", "None 604"),  # 500 connections + 40 pooled + 64 others: the soft limit raised
+        (
+            "5000",
+            "HTTP_MAX_CONNECTIONS=5000 needs about 5104 open files per worker, and the "
+            "limit is 2048 (ulimit -n): lower HTTP_MAX_CONNECTIONS or raise the limit 2048",
+        ),
+    ],
+)
+def test_serve_makes_room_for_its_connections(max_connections: str, printed: str) -> None:
+    script = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 2048))\n"
+        "from sonarly_api.edge.protocol import ensure_descriptors\n"
+        "print(ensure_descriptors(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    env = service_env(HTTP_MAX_CONNECTIONS=max_connections)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith(printed), out

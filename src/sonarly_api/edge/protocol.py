@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
 from typing import Any
 
@@ -49,6 +50,8 @@ MAX_HEADERS = 100  # as Apache's LimitRequestFields
 LINGER_SECONDS = 2.0  # reading (and dropping) what a refused client still sends,
 LINGER_BYTES = 1024 * 1024  # but no more than this
 _WARN_EVERY = 10.0  # seconds between two "too many connections" warnings
+# Open files besides connections and database pool: listening socket, logs, Redis, metrics.
+_OTHER_DESCRIPTORS = 64
 
 _BOTH_LENGTHS = "Content-Length and Transfer-Encoding must not both be sent."
 _KNOWN_METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"}
@@ -71,6 +74,26 @@ def describe_limits() -> str:
         f"{MAX_HEADERS} headers, head within {settings.http_header_timeout_seconds:g} s "
         f"(HTTP_HEADER_TIMEOUT_SECONDS), at most {settings.http_max_connections} connections "
         "per worker (HTTP_MAX_CONNECTIONS)"
+    )
+
+
+def ensure_descriptors() -> str | None:
+    """Raise this process's soft limit on open files (inherited by the workers) so that
+    HTTP_MAX_CONNECTIONS connections fit beside the database pool and the rest; past the
+    hard limit, a warning to log instead: the kernel would refuse connections first."""
+    settings = get_settings()
+    needed = settings.http_max_connections + settings.db_pool_size + _OTHER_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target >= needed:
+        return None
+    return (
+        f"HTTP_MAX_CONNECTIONS={settings.http_max_connections} needs about {needed} open "
+        f"files per worker, and the limit is {target} (ulimit -n): lower HTTP_MAX_CONNECTIONS "
+        "or raise the limit"
     )
 
 
