@@ -157,6 +157,11 @@ class TestParserRefusals:
         assert wait_for_access_line(server, body["traceId"])["status"] == 400
         assert requests_with_status(server, 400) >= before + 1
 
+    def test_a_raw_invalid_byte_in_the_url_is_400(self, server: Server) -> None:
+        request = b"GET /healthz\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        body = assert_envelope(send_raw(server.port, request), 400, "VALIDATION_ERROR")
+        assert body["error"]["details"] == "The request is not valid HTTP/1.1."
+
     def test_content_length_with_transfer_encoding_is_400(self, server: Server) -> None:
         request = (
             b"POST /v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
