@@ -13,6 +13,7 @@ from sonarly_api.accounts.router import router as accounts_router
 from sonarly_api.auth.authenticator import Authenticator
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.db import Database, create_engine
+from sonarly_api.edge.guard import RequestGuard
 from sonarly_api.handlers import install_error_handlers, render, render_unhandled
 from sonarly_api.health.router import health_router
 from sonarly_api.observability.setup import install_observability
@@ -20,7 +21,7 @@ from sonarly_api.openapi import install_openapi
 from sonarly_api.prospecting.router import router as prospecting_router
 from sonarly_api.prospects.router import router as prospects_router
 from sonarly_api.ratelimit import RateLimits
-from sonarly_api.routing import direct_routes, with_fast_lane
+from sonarly_api.routing import check_fast_lane, direct_routes, with_fast_lane
 from sonarly_api.state import AppState
 from sonarly_api.tracing import TraceMiddleware
 
@@ -90,11 +91,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router())
     install_error_handlers(app)
     install_openapi(app)
+    # Innermost of the user middleware (added first): its refusals are logged and counted.
+    app.add_middleware(RequestGuard)
     install_observability(app, settings)  # /metrics, access log + metrics middleware
     app.add_middleware(TraceMiddleware, render_error=render_unhandled)
     # Built now rather than on the first request, as Starlette would: the lookup gets a fast
     # lane around the framework's stack, with the same middleware (sonarly_api/routing.py).
     # Middleware added later is refused by Starlette instead of being silently left out.
+    check_fast_lane(app.router, direct_routes(prospects_router))  # refused at start-up
     app.middleware_stack = with_fast_lane(
         app.build_middleware_stack(), app.user_middleware, direct_routes(prospects_router), render
     )

@@ -110,6 +110,8 @@ def maybe_iso(value: datetime | None) -> str | None:
 
 # --- serve ----------------------------------------------------------------------------------
 
+KEEP_ALIVE_SECONDS = 5  # an idle keep-alive connection is closed after this (uvicorn's default)
+
 
 @app.command()
 def serve(
@@ -172,6 +174,18 @@ def serve(
                 port,
                 where,
             )
+            # The HTTP edge (sonarly_api/edge): bounded request heads, a header timeout, a
+            # connection cap, refusals in the envelope; X-Forwarded-For only from TRUSTED_PROXIES.
+            from sonarly_api.edge.protocol import describe_limits, ensure_descriptors
+
+            if (too_few := ensure_descriptors()) is not None:
+                logging.getLogger("sonarly_api.serve").warning(too_few)
+            logging.getLogger("sonarly_api.serve").info(
+                "HTTP limits: %s; keep-alive %d s; X-Forwarded-For trusted from: %s",
+                describe_limits(),
+                KEEP_ALIVE_SECONDS,
+                settings.trusted_proxies or "no one (TRUSTED_PROXIES is empty)",
+            )
             with metrics_multiprocess_dir(workers):
                 # Each worker configures its logging in create_served_app; uvicorn's access
                 # log is off because the app writes its own line per request.
@@ -189,6 +203,10 @@ def serve(
                     log_level=settings.log_level,
                     log_config=None,
                     access_log=False,
+                    http="sonarly_api.edge.protocol:EdgeProtocol",
+                    timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                    proxy_headers=bool(settings.trusted_proxies),
+                    forwarded_allow_ips=settings.trusted_proxies or None,
                 )
     except EmbeddedPostgresError as exc:
         fail(f"embedded PostgreSQL: {exc}")

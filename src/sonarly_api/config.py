@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,6 +14,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_EMBEDDED_PG_DIR = Path(".data/pg")
 # uvicorn's names; "trace" is uvicorn's level below debug.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def validated_trusted_proxies(value: str) -> str:
+    """Comma-separated IP addresses or networks, or "*"; normalised, without spaces."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if items == ["*"]:
+        return "*"
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"not an IP address or network: {item!r} (comma-separated, or '*')"
+            ) from None
+    return ",".join(items)
 
 
 def _validated_rate_limit(value: str) -> str:
@@ -59,6 +75,21 @@ class Settings(BaseSettings):
     # /metrics: None means "token" when METRICS_TOKEN is set, else "off" — never open by accident.
     metrics: Literal["off", "open", "token"] | None = None
     metrics_token: SecretStr | None = None
+
+    # --- the HTTP edge (sonarly_api/edge) ---
+    # A request head (request line and headers) must arrive within this many seconds.
+    http_header_timeout_seconds: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 10.0
+    # Open connections per worker process; beyond it a connection is answered 503 and closed.
+    http_max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    # forwarded-allow-ips): comma-separated addresses or networks, or "*". Empty: none, and the
+    # client address is the connection's.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        return validated_trusted_proxies(value)
 
     @field_validator("rate_limit", "auth_failure_rate_limit")
     @classmethod

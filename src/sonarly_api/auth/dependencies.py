@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from sonarly_api.auth.principal import Principal
+from sonarly_api.edge.addresses import budget_address
 from sonarly_api.errors import PermissionDenied, RateLimited, Unauthorized
 from sonarly_api.ratelimit import Quota
 from sonarly_api.state import AppState
@@ -17,7 +18,8 @@ from sonarly_api.tracing import add_response_header, remove_response_headers
 
 async def _authenticate_and_limit(request: Request) -> Principal:
     state: AppState = request.app.state.sonarly
-    address = request.client.host if request.client else "unknown"
+    # The connection's address, or a trusted proxy's X-Forwarded-For; per /64 for IPv6.
+    address = budget_address(request.client.host if request.client else None)
     limits = state.rate_limits
     limits.ensure_address_not_blocked(address)
     try:
