@@ -315,7 +315,7 @@ class TestOrderOfChecks:
         assert_error(get, 405, "METHOD_NOT_ALLOWED")
         assert get.headers["allow"] == "POST"
         assert_error(post, 405, "METHOD_NOT_ALLOWED")
-        assert post.headers["allow"] == "GET"
+        assert post.headers["allow"] == "GET, HEAD"
 
 
 @pytest.fixture
