@@ -1,4 +1,8 @@
-"""`sonarly-api credits`: grant credits to an account group and show its balance and ledger."""
+"""`sonarly-api credits`: grant credits to an account group and show its balance and ledger.
+
+The main CLI module registers this sub-app, so its helpers (database, output, errors) are
+imported inside the commands, once both modules are loaded.
+"""
 
 from __future__ import annotations
 

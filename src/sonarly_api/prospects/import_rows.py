@@ -413,6 +413,8 @@ def _staged(line: int, values: Sequence[str]) -> StagedRow:
     ):
         _explain(cleaned)
     provider, person, public_identifier, linkedin_url, name, company, title = cleaned
+    if linkedin_url:
+        linkedin_url = _profile_url(linkedin_url, public_identifier)
     return (
         line,
         provider,
@@ -423,6 +425,31 @@ def _staged(line: int, values: Sequence[str]) -> StagedRow:
         company or None,
         title or None,
     )
+
+
+# A LinkedIn profile URL already in `validation.profile_url`'s canonical form.
+_CANONICAL_PROFILE_URL = re.compile(re.escape(validation.PROFILE_URL_PREFIX) + r"([0-9a-z._~-]+)")
+
+
+def _profile_url(url: str, public_identifier: str) -> str:
+    """The row's LinkedIn URL in its canonical form; `_Invalid` if it is not a profile URL,
+    or not the profile of the row's publicIdentifier. Persons are shared by all account
+    groups and found by URL: a row binding one person's URL to another identifier would make
+    every group's later rows with that URL resolve to the wrong person."""
+    canonical = _CANONICAL_PROFILE_URL.fullmatch(url)
+    # The usual row: already canonical, and naming the same identifier (or none).
+    if canonical is not None and public_identifier in ("", canonical[1]):
+        return url
+    try:
+        profile = validation.profile_url(url)
+    except ValueError as exc:
+        raise _Invalid(f"linkedinUrl: {exc}.") from None
+    if public_identifier and not validation.names_profile(public_identifier, profile):
+        raise _Invalid(
+            f"linkedinUrl: is the profile of {profile.public_identifier[:100]!r}, but "
+            f"publicIdentifier is {public_identifier[:100]!r}: a row must name one person."
+        )
+    return profile.url
 
 
 def _unstorable(text: str) -> bool:

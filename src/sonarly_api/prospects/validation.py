@@ -1,11 +1,14 @@
 """Path parameter rules of the lookup (422 VALIDATION_ERROR), checked in the contract's order
-after authentication, rate limit and permission, so FastAPI must not validate them first."""
+after authentication, rate limit and permission, so FastAPI must not validate them first; and
+what a LinkedIn profile URL is (imports, jobs)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from sonarly_api.errors import ValidationFailed
 from sonarly_api.ids import is_id
@@ -105,3 +108,67 @@ def provider_ids(payload: object) -> list[str]:
         if problem is not None:
             raise ValidationFailed(f"providerIds[{index}]: {problem}")
     return ids
+
+
+# --- LinkedIn profile URLs ---------------------------------------------------------------------
+
+PROFILE_URL_PREFIX = "https://www.linkedin.com/in/"
+PROFILE_URL_RULE = f"a LinkedIn profile URL such as {PROFILE_URL_PREFIX}jane-doe"
+# linkedin.com itself, www, the mobile site and the two-letter country/locale sites (uk., de.).
+_PROFILE_HOST = re.compile(r"(?:(?:www|m|mobile|[a-z]{2})\.)?linkedin\.com")
+_PROFILE_PATH = re.compile(r"/in/([^/]+)/*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ProfileUrl:
+    url: str  # canonical: PROFILE_URL_PREFIX + the identifier, percent-encoded
+    public_identifier: str  # decoded and lowercased (LinkedIn treats case as insignificant)
+
+
+def profile_url(raw: str) -> ProfileUrl:
+    """The canonical form of a LinkedIn profile URL: https, www, the identifier lowercased,
+    without trailing slash, query or fragment. Accepts a missing scheme, http, any case, the
+    mobile and country subdomains. ValueError (saying what is expected) for anything else.
+
+    One profile, one URL: persons are found by URL across account groups, so two spellings
+    of a URL must not become two identities, nor a URL become someone else's."""
+    value = raw.strip()
+    if "://" not in value:
+        value = "https://" + value
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"must be {PROFILE_URL_RULE}") from None
+    match = _PROFILE_PATH.fullmatch(parts.path)
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or port is not None
+        or parts.username is not None
+        or not _PROFILE_HOST.fullmatch(parts.hostname or "")
+        or match is None
+    ):
+        raise ValueError(f"must be {PROFILE_URL_RULE}")
+    try:
+        identifier = unquote(match[1], errors="strict").lower()
+    except UnicodeDecodeError:
+        raise ValueError(f"must be {PROFILE_URL_RULE}") from None
+    if not _plain_identifier(identifier):
+        raise ValueError(f"must be {PROFILE_URL_RULE}")
+    return ProfileUrl(PROFILE_URL_PREFIX + quote(identifier, safe=""), identifier)
+
+
+def _plain_identifier(identifier: str) -> bool:
+    return bool(identifier) and not any(
+        char in "/?#" or char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Cs")
+        for char in identifier
+    )
+
+
+def names_profile(public_identifier: str, profile: ProfileUrl) -> bool:
+    """Whether `public_identifier` is the identifier in `profile` (either case, either
+    percent-encoded or not)."""
+    return profile.public_identifier in (
+        public_identifier.lower(),
+        unquote(public_identifier).lower(),
+    )
