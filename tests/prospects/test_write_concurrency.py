@@ -93,7 +93,8 @@ async def test_an_import_waits_for_a_person_a_page_creates_then_uses_it(
     persons (with U taken, its new person for Y gets no URL)."""
     uid = secrets.token_hex(4)
     pages, imports = await make_group(engine), await make_group(engine)
-    x, y, u = f"x-{uid}", f"y-{uid}", f"https://li/u-{uid}"
+    x, y = f"x-{uid}", f"y-{uid}"
+    u = f"https://www.linkedin.com/in/{y}"  # Y's profile: the import names both
     page = await begin(engine)
     try:
         counts = await write_rows(page, pages, [row("a1", x), row("a2", None, u)])
@@ -128,7 +129,8 @@ async def test_a_page_waits_for_a_person_an_import_creates_then_uses_it(
     the import's commit, then uses its person and creates X without the URL."""
     uid = secrets.token_hex(4)
     pages, imports = await make_group(engine), await make_group(engine)
-    x, z, u, held = f"x-{uid}", f"z-{uid}", f"https://li/u-{uid}", f"held-{uid}"
+    x, z, held = f"x-{uid}", f"z-{uid}", f"held-{uid}"
+    u = f"https://www.linkedin.com/in/{z}"  # Z's profile: the import names both
     async with engine.begin() as conn:
         await conn.execute(
             text("INSERT INTO persons (id, public_identifier) VALUES (:id, :pi)"),

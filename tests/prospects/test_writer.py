@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sonarly_api.ids import new_id
 from sonarly_api.prospects.import_rows import StagedRow
 from sonarly_api.prospects.importer import import_prospects
+from sonarly_api.prospects.validation import PROFILE_URL_PREFIX
 from sonarly_api.prospects.writer import WriteCounts, write_rows
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -27,7 +28,9 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 # --- a world: rows over a few identities, and what exists before -----------------------------
 
 _PUBLIC_IDENTIFIERS = ["ann", "bob", "cid"]
-_URLS = ["u1", "u2", "u3"]
+# A URL is the profile of an identifier (tokens here): an import refuses a row whose URL names
+# another identifier than its publicIdentifier, so rows and persons only pair matching ones.
+_URLS = ["ann", "bob", "dan"]
 _NAMED = ["n1", "n2"]  # personId tokens: each run maps them to ids of its own
 
 
@@ -59,7 +62,7 @@ _rows = st.builds(
     public_identifier=_optional(_PUBLIC_IDENTIFIERS),
     url=_optional(_URLS),
     name=_optional(["x", "y"]),
-)
+).filter(lambda row: None in (row.public_identifier, row.url) or row.url == row.public_identifier)
 
 
 @st.composite
@@ -69,7 +72,7 @@ def worlds(draw: st.DrawFn) -> World:
     for _ in range(draw(st.integers(0, 3))):
         pi, url = draw(_optional(_PUBLIC_IDENTIFIERS)), draw(_optional(_URLS))
         names = {name for name in (pi, url) if name is not None}
-        if not names or names & used:
+        if not names or names & used or (None not in (pi, url) and pi != url):
             continue
         used |= names
         persons.append((pi, url))
@@ -107,7 +110,7 @@ class Run:
                 row.provider,
                 None if row.named is None else self.named[row.named],
                 self.value(row.public_identifier),
-                self.value(row.url),
+                self.url(row.url),
                 row.name,
                 None,
                 None,
@@ -130,7 +133,7 @@ class Run:
             )
             ids = []
             for pi, url in world.persons:
-                ids.append(await add_person(conn, self.value(pi), self.value(url)))
+                ids.append(await add_person(conn, self.value(pi), self.url(url)))
             for number, (provider, person, name) in enumerate(world.prospects):
                 person_id = ids[person] if person is not None else await add_person(conn)
                 await conn.execute(
@@ -172,8 +175,13 @@ class Run:
             key=repr,
         )
 
+    def url(self, token: str | None) -> str | None:
+        return None if token is None else f"{PROFILE_URL_PREFIX}{self.value(token)}"
+
     def strip(self, value: str | None) -> str | None:
-        return None if value is None else value.removesuffix(f"-{self.tag}")
+        if value is None:
+            return None
+        return value.removeprefix(PROFILE_URL_PREFIX).removesuffix(f"-{self.tag}")
 
 
 async def add_person(
@@ -268,8 +276,8 @@ async def test_written_counts_and_the_caller_owns_the_transaction(engine: AsyncE
     await run.setup(engine, World([], [], []))
     rows = run.staged(
         [
-            Row("P", None, "ann", "u1", "x"),
-            Row("Q", None, None, "u2", None),
+            Row("P", None, "ann", "ann", "x"),
+            Row("Q", None, None, "dan", None),
             Row("P", None, None, None, "y"),
         ]
     )
