@@ -21,6 +21,13 @@ from sonarly_api.models import Base
 
 TABLES = {"account_groups", "api_keys", "api_key_grants", "persons", "prospects"}
 LOOKUP_INDEX = "uq_prospects_account_group_id_provider_id_person_id"
+# The job queue's tables (revision 0008, procrastinate's schema): no models of ours.
+QUEUE_TABLES = {
+    "procrastinate_jobs",
+    "procrastinate_events",
+    "procrastinate_periodic_defers",
+    "procrastinate_workers",
+}
 
 CreateDatabase = Callable[..., str]
 
@@ -86,7 +93,7 @@ class TestUpgrade:
 
         upgrade(url)
 
-        assert tables(url) == TABLES | {"alembic_version"}
+        assert tables(url) == TABLES | QUEUE_TABLES | {"alembic_version"}
         assert set(Base.metadata.tables) == TABLES
         assert current_revision(url) == head()
 
@@ -112,7 +119,7 @@ class TestUpgrade:
 
         upgrade(url)
 
-        assert tables(url) == TABLES | {"alembic_version"}
+        assert tables(url) == TABLES | QUEUE_TABLES | {"alembic_version"}
         assert current_revision(url) == head()
 
 
@@ -135,7 +142,7 @@ class TestDowngrade:
 
         command.upgrade(config, "head")
 
-        assert tables(url) == TABLES | {"alembic_version"}
+        assert tables(url) == TABLES | QUEUE_TABLES | {"alembic_version"}
         assert current_revision(url) == head()
         assert index_columns(url, LOOKUP_INDEX)[1][:2] == ["account_group_id", "provider_id"]
 

@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     metrics: Literal["off", "open", "token"] | None = None
     metrics_token: SecretStr | None = None
 
+    # --- prospecting jobs: provider and workers ---
+    # Where jobs get LinkedIn data: the synthetic sandbox (default) or the HTTP provider.
+    provider: Literal["sandbox", "http"] = "sandbox"
+    # The sandbox waits this long before each page, so a demo job visibly progresses.
+    sandbox_page_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 300
+    # `serve` runs a job worker in its process (turned on by `serve`, off with --no-worker).
+    job_worker: bool = False
+    # Jobs one worker process runs at once (`sonarly-api worker --concurrency`).
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # The bound on each statement of a job's page and enrichment transactions.
+    job_statement_timeout_ms: Annotated[int, Field(ge=100)] = 30_000
+
     @field_validator("rate_limit", "auth_failure_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
