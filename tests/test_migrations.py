@@ -19,7 +19,16 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text
 from sonarly_api.migrations import alembic_config, upgrade
 from sonarly_api.models import Base
 
-TABLES = {"account_groups", "api_keys", "api_key_grants", "persons", "prospects"}
+TABLES = {
+    "account_groups",
+    "api_keys",
+    "api_key_grants",
+    "persons",
+    "prospects",
+    "prospecting_jobs",
+    "prospecting_job_prospects",
+    "prospecting_idempotency_keys",
+}
 LOOKUP_INDEX = "uq_prospects_account_group_id_provider_id_person_id"
 # The job queue's tables (revision 0008, procrastinate's schema): no models of ours.
 QUEUE_TABLES = {
