@@ -28,6 +28,8 @@ from sonarly_api.auth import keys as key_format
 from sonarly_api.auth import repository as api_keys
 from sonarly_api.auth.principal import PERMISSIONS
 from sonarly_api.config import Settings, describe_settings_error, get_settings
+from sonarly_api.credits import cli as credits_cli
+from sonarly_api.credits.plans import DEFAULT_PLAN, PLANS, parse_plan
 from sonarly_api.db import async_url
 from sonarly_api.demo import seed_demo
 from sonarly_api.durations import EXAMPLES, format_duration, parse_duration
@@ -48,6 +50,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(groups_app, name="account-groups")
 app.add_typer(keys_app, name="keys")
 app.add_typer(prospects_app, name="prospects")
+app.add_typer(credits_cli.app, name="credits")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -207,28 +210,49 @@ def db_upgrade() -> None:
 
 
 def group_json(row: account_groups.AccountGroupRow) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "createdAt": iso_millis(row.created_at)}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "plan": row.plan,
+        "createdAt": iso_millis(row.created_at),
+    }
 
 
 @groups_app.command("create")
 def groups_create(
     name: Annotated[str, typer.Option(help="Display name (1–200 characters).")],
+    plan: Annotated[str, typer.Option(help=f"One of {', '.join(PLANS)}.")] = DEFAULT_PLAN,
+    credits: Annotated[
+        int, typer.Option(help=f"Credits granted at creation (0 to {credits_cli.MAX_GRANT:,}).")
+    ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an account group."""
+    from sonarly_api.accounts import service as accounts
+
     name = name.strip()
     if not 1 <= len(name) <= 200:
         fail("--name must be 1 to 200 characters", code=2)
+    try:
+        chosen = parse_plan(plan)
+    except ValueError:
+        fail(f"--plan must be one of {', '.join(PLANS)}, not {plan!r}", code=2)
+    if not 0 <= credits <= credits_cli.MAX_GRANT:
+        fail(f"--credits must be 0 to {credits_cli.MAX_GRANT:,}", code=2)
 
     async def work(admin: Admin) -> account_groups.AccountGroupRow:
         async with admin.engine.begin() as conn:
-            return await account_groups.create(conn, name)
+            return await accounts.create(conn, name, chosen, credits)
 
     row = run_with_database(work)
     if as_json:
         print_json(group_json(row))
     else:
-        out.print(f"created account group [bold]{row.id}[/] ({escape(row.name)})", highlight=False)
+        out.print(
+            f"created account group [bold]{row.id}[/] ({escape(row.name)}), "
+            f"plan {row.plan}, {credits:,} credits",
+            highlight=False,
+        )
 
 
 @groups_app.command("list")
@@ -243,9 +267,9 @@ def groups_list(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json([group_json(r) for r in rows])
         return
-    table = Table("id", "name", "created")
+    table = Table("id", "name", "plan", "created")
     for r in rows:
-        table.add_row(r.id, escape(r.name), iso_millis(r.created_at))
+        table.add_row(r.id, escape(r.name), r.plan, iso_millis(r.created_at))
     out.print(table)
 
 

@@ -2,6 +2,7 @@
 
 from sonarly_api.accounts.models import AccountGroup
 from sonarly_api.auth.models import ApiKey, ApiKeyGrant
+from sonarly_api.credits.models import CreditBalance, CreditLedgerEntry
 from sonarly_api.db import Base
 from sonarly_api.prospecting.models import (
     ProspectingIdempotencyKey,
@@ -15,9 +16,16 @@ __all__ = [
     "ApiKey",
     "ApiKeyGrant",
     "Base",
+<<<<<<< HEAD
     "Person",
     "Prospect",
     "ProspectingIdempotencyKey",
     "ProspectingJob",
     "ProspectingJobProspect",
+=======
+    "CreditBalance",
+    "CreditLedgerEntry",
+    "Person",
+    "Prospect",
+>>>>>>> credits
 ]
