@@ -16,16 +16,11 @@ __all__ = [
     "ApiKey",
     "ApiKeyGrant",
     "Base",
-<<<<<<< HEAD
+    "CreditBalance",
+    "CreditLedgerEntry",
     "Person",
     "Prospect",
     "ProspectingIdempotencyKey",
     "ProspectingJob",
     "ProspectingJobProspect",
-=======
-    "CreditBalance",
-    "CreditLedgerEntry",
-    "Person",
-    "Prospect",
->>>>>>> credits
 ]
