@@ -17,6 +17,8 @@ from sonarly_api.handlers import install_error_handlers, render, render_unhandle
 from sonarly_api.health.router import health_router
 from sonarly_api.observability.setup import install_observability
 from sonarly_api.openapi import install_openapi
+from sonarly_api.prospecting.queue import JobQueue
+from sonarly_api.prospecting.worker import InProcessWorker
 from sonarly_api.prospects.router import router as prospects_router
 from sonarly_api.ratelimit import RateLimits
 from sonarly_api.routing import direct_routes, with_fast_lane
@@ -47,6 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rate_limits = RateLimits(
             settings.rate_limit_storage_uri, settings.rate_limit, settings.auth_failure_rate_limit
         )
+        job_queue = JobQueue(
+            database_url, connect_timeout_seconds=settings.db_connect_timeout_seconds
+        )
+        await job_queue.open()
         app.state.sonarly = AppState(
             settings=settings,
             db=db,
@@ -54,10 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 db, pepper, settings.key_cache_ttl_seconds, settings.key_cache_size
             ),
             rate_limits=rate_limits,
+            job_queue=job_queue,
         )
+        in_process = InProcessWorker.start(settings, db, job_queue)
         try:
             yield
         finally:
+            await in_process.stop()
+            await job_queue.close()
             await app.state.sonarly.authenticator.close()
             await rate_limits.close()
             await db.dispose()

@@ -142,22 +142,24 @@ class AccessLog:
         seconds: float,
         key_id: str | None,
         account_group_id: str | None,
+        job_id: str | None = None,
     ) -> None:
-        line = self._render(
-            {
-                "event": "request",
-                "logger": ACCESS_LOGGER,
-                "level": "info",
-                "timestamp": _clock.now(),
-                "traceId": current_trace_id(),
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": int(seconds * 1_000_000) / 1000,  # cheaper than round()
-                "keyId": key_id,
-                "accountGroupId": account_group_id,
-            }
-        )
+        entry: EventDict = {
+            "event": "request",
+            "logger": ACCESS_LOGGER,
+            "level": "info",
+            "timestamp": _clock.now(),
+            "traceId": current_trace_id(),
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": int(seconds * 1_000_000) / 1000,  # cheaper than round()
+            "keyId": key_id,
+            "accountGroupId": account_group_id,
+        }
+        if job_id is not None:
+            entry["jobId"] = job_id  # a prospecting job's requests
+        line = self._render(entry)
         stream = self._stream if self._stream is not None else sys.stderr
         try:  # noqa: SIM105 - free in 3.11+, where contextlib.suppress is not
             # One call with the whole line, and stderr is line-buffered: one system call,

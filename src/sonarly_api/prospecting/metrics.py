@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 # Seconds: a job waits milliseconds for a free worker, or minutes behind others; it runs
@@ -82,3 +83,14 @@ class StatusCounts:
             for status in JOB_STATUSES:
                 family.add_metric((status,), self.counts.get(status, 0))
         return [family]
+
+
+async def read_status_counts(engine: AsyncEngine) -> dict[str, int] | None:
+    """Jobs per status now; None when the database does not answer (the scrape still works)."""
+    from sonarly_api.prospecting.run_repository import status_counts
+
+    try:
+        async with engine.connect() as conn:
+            return await status_counts(conn)
+    except Exception:
+        return None
