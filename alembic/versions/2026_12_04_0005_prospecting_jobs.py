@@ -1,7 +1,7 @@
 """prospecting jobs: the job table, the prospects a job wrote, idempotency keys, work emails
 
 Revision ID: 0005_prospecting_jobs
-Revises: 0003_reference_checks_scan
+Revises: 0004_plans_and_credits
 Create Date: 2026-12-04 13:45:00
 
 Why: `POST /v1/accounts/{id}/prospecting` starts an asynchronous job whose row is the
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0005_prospecting_jobs"
-down_revision: str | None = "0003_reference_checks_scan"
+down_revision: str | None = "0004_plans_and_credits"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -18,6 +18,7 @@ from sonarly_api.health.router import health_router
 from sonarly_api.observability.setup import install_observability
 from sonarly_api.openapi import install_openapi
 from sonarly_api.prospecting.queue import JobQueue
+from sonarly_api.prospecting.router import router as prospecting_router
 from sonarly_api.prospecting.worker import InProcessWorker
 from sonarly_api.prospects.router import router as prospects_router
 from sonarly_api.ratelimit import RateLimits
@@ -90,10 +91,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "Prospects", "description": "Provider-id lookup."},
             {"name": "Accounts", "description": "Account groups a key may use."},
+            {"name": "Prospecting jobs", "description": "Start, poll, list and cancel jobs."},
         ],
     )
     app.include_router(prospects_router)
     app.include_router(accounts_router)
+    app.include_router(prospecting_router)
     app.include_router(health_router())
     install_error_handlers(app)
     install_openapi(app)

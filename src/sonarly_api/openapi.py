@@ -50,6 +50,11 @@ _ERRORS: dict[int, tuple[str, type[Any], str]] = {
     429: ("Rate limit exceeded", ErrorResponse, "string"),
     500: ("Internal server error", ErrorResponse, "string"),
     503: ("Database unavailable; retry after `Retry-After` seconds", ErrorResponse, "string"),
+    # Prospecting jobs (sonarly_api/prospecting/).
+    400: ("Request validation failed", ValidationErrorResponse, "VALIDATION_ERROR"),
+    402: ("Not enough credits for the job", ErrorResponse, "INSUFFICIENT_CREDITS"),
+    404: ("Job not found in this account group", ErrorResponse, "NOT_FOUND"),
+    409: ("Idempotency-Key reused with another body", ErrorResponse, "IDEMPOTENCY_KEY_REUSED"),
 }
 
 
@@ -97,6 +102,7 @@ def install_openapi(app: FastAPI) -> None:
                 _add_examples(operation)
         for leftover in ("HTTPValidationError", "ValidationError"):
             components.get("schemas", {}).pop(leftover, None)
+        _apply_extras(schema)
         app.openapi_schema = schema
         return schema
 
@@ -128,3 +134,26 @@ def _is_fastapi_422(operation: dict[str, Any]) -> bool:
         .get("$ref", "")
     )
     return ref.endswith("/HTTPValidationError")
+
+
+# Documentation a route cannot carry itself, registered by feature packages when they are
+# imported (e.g. sonarly_api/prospecting/docs.py): component schemas that no model generates
+# (a request body FastAPI must not enforce before authentication), and success examples, set
+# after generation because FastAPI drops `null` members from inline examples.
+EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {}
+EXTRA_EXAMPLES: dict[tuple[str, str], Any] = {}  # (operationId, status) -> example
+
+
+def reference_trace_id() -> str:
+    return _REFERENCE_TRACE
+
+
+def _apply_extras(schema: dict[str, Any]) -> None:
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(EXTRA_SCHEMAS)
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                example = EXTRA_EXAMPLES.get((operation.get("operationId", ""), status))
+                content = response.get("content", {}).get("application/json")
+                if example is not None and content is not None:
+                    content["example"] = example
