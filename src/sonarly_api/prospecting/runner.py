@@ -33,7 +33,6 @@ from sonarly_api.prospecting.queue import DatabaseUnavailable, WorkerStopping
 from sonarly_api.prospecting.sources import Source, import_pages
 from sonarly_api.prospects.import_rows import StagedRow
 from sonarly_api.prospects.validation import MAX_PROVIDER_ID_LENGTH
-from sonarly_api.prospects.writer import write_rows
 from sonarly_api.providers.base import Profile, Provider, ProviderAccount, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -203,6 +202,8 @@ class JobRunner:
             rows.append(
                 (line, p.member_id, None, p.public_identifier, p.profile_url, p.name, company, title)
             )
+        from sonarly_api.prospects.writer import write_rows  # TEMP until the writer merges
+
         counts = await write_rows(conn, group, rows)
         written = await runs.prospects_of(conn, group, *pairs)
         await runs.record_prospects(conn, group, job.id, [e.prospect_id for e in written])

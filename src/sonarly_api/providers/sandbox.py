@@ -35,7 +35,7 @@ from sonarly_api.providers.base import (
 )
 
 PAGE_SIZE = 25  # LinkedIn's own result pages
-POPULATION = 200_000
+POPULATION = 300_000  # a multiple of TWIN_EVERY
 MARKET = 6_000  # people a group's sources draw from
 MAX_SOURCE_SIZE = 2_600  # beyond the largest plan cap (2,000)
 TWIN_EVERY = 150
@@ -129,8 +129,10 @@ def _index_of(public_identifier: str) -> int | None:
 
 @lru_cache(maxsize=256)
 def _market(account_group_id: str) -> tuple[int, ...]:
+    """Whole blocks of TWIN_EVERY people, so that both profiles of a member are in it."""
     rng = random.Random(_digest("market", account_group_id))
-    return tuple(rng.sample(range(POPULATION), MARKET))
+    blocks = rng.sample(range(POPULATION // TWIN_EVERY), MARKET // TWIN_EVERY)
+    return tuple(b * TWIN_EVERY + i for b in blocks for i in range(TWIN_EVERY))
 
 
 def _default_size(account_group_id: str, source: str) -> int:
