@@ -305,6 +305,9 @@ async def _begin(conn: AsyncConnection, group: str) -> None:
         text(
             "SELECT set_config('statement_timeout', '0', true),"
             " set_config('work_mem', '256MB', true),"
+            # The chunks' probe plans (see `_PROBE_PLANS`) cost over jit_above_cost before
+            # PostgreSQL 18 (a disabled scan adds 1e10): compiling them took 1.3-4 s a chunk.
+            " set_config('jit', 'off', true),"
             # The tables read here are cached: prefer index probes where they are cheaper.
             " set_config('random_page_cost', '1.1', true)"
         )
