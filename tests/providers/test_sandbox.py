@@ -35,7 +35,9 @@ class TestPages:
     async def test_same_group_and_source_same_data(self, sandbox: SandboxProvider) -> None:
         who = account()
         first = await everything(sandbox, who, SEARCH + "&sandboxResults=60")
-        again = await everything(SandboxProvider(page_delay_ms=0), who, SEARCH + "&sandboxResults=60")
+        again = await everything(
+            SandboxProvider(page_delay_ms=0), who, SEARCH + "&sandboxResults=60"
+        )
 
         assert first == again
         assert [len(p.profiles) for p in first] == [25, 25, 10]
@@ -152,7 +154,9 @@ class TestUrlsAndEnrichment:
         ]
 
     async def test_enrich_a_made_up_profile(self, sandbox: SandboxProvider) -> None:
-        profile = Profile("42", "someone-else", "https://www.linkedin.com/in/someone-else", None, None)
+        profile = Profile(
+            "42", "someone-else", "https://www.linkedin.com/in/someone-else", None, None
+        )
         (enriched,) = await sandbox.enrich(account(), [profile], with_email=True)
 
         assert enriched.member_id == "42"

@@ -75,7 +75,9 @@ async def _run(settings: Settings, database_url: str, concurrency: int) -> None:
     from sonarly_api.providers import create_provider
 
     # A connection per running job, and a few for the pages' reads.
-    engine = create_engine(settings.model_copy(update={"db_pool_size": concurrency + 2}), database_url)
+    engine = create_engine(
+        settings.model_copy(update={"db_pool_size": concurrency + 2}), database_url
+    )
     queue = JobQueue(
         database_url,
         max_connections=concurrency + 3,
@@ -94,9 +96,7 @@ async def _run(settings: Settings, database_url: str, concurrency: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, job_worker.stop)
     await queue.open()
-    logger.info(
-        "job worker started: %d at once, provider %s", concurrency, settings.provider
-    )
+    logger.info("job worker started: %d at once, provider %s", concurrency, settings.provider)
     try:
         await job_worker.run()
     finally:

@@ -93,9 +93,7 @@ class JobQueue:
         )
         self.app = procrastinate.App(connector=procrastinate.PsycopgConnector())
         self.handler: JobHandler | None = None
-        self.app.task(name=TASK, queue=QUEUE, retry=_RetryPolicy(), pass_context=False)(
-            self._run
-        )
+        self.app.task(name=TASK, queue=QUEUE, retry=_RetryPolicy(), pass_context=False)(self._run)
 
     async def open(self) -> None:
         await self._pool.open(wait=False)

@@ -62,7 +62,8 @@ async def claim(conn: AsyncConnection, job_id: str) -> RunningJob | None:
                                          ELSE import_status END
                 WHERE id = :id AND status IN ('queued', 'running')
                 RETURNING {_COLUMNS},
-                    extract(epoch FROM clock_timestamp() - created_at) AS queue_wait_seconds
+                    CAST(extract(epoch FROM clock_timestamp() - created_at) AS float8)
+                        AS queue_wait_seconds
                 """
             ),
             {"id": job_id},
@@ -303,9 +304,7 @@ async def complete(conn: AsyncConnection, group: str, job_id: str) -> None:
     )
 
 
-async def fail(
-    conn: AsyncConnection, group: str, job_id: str, code: str, message: str
-) -> None:
+async def fail(conn: AsyncConnection, group: str, job_id: str, code: str, message: str) -> None:
     """The stage that was running failed; the other keeps its status."""
     await conn.execute(
         text(
@@ -346,7 +345,5 @@ async def orphans(conn: AsyncConnection, limit: int = 500) -> list[str]:
 
 async def status_counts(conn: AsyncConnection) -> dict[str, int]:
     """Jobs per status, for the metrics."""
-    rows = await conn.execute(
-        text("SELECT status, count(*) FROM prospecting_jobs GROUP BY status")
-    )
+    rows = await conn.execute(text("SELECT status, count(*) FROM prospecting_jobs GROUP BY status"))
     return {r[0]: int(r[1]) for r in rows}

@@ -33,6 +33,7 @@ from sonarly_api.prospecting.queue import DatabaseUnavailable, WorkerStopping
 from sonarly_api.prospecting.sources import Source, import_pages
 from sonarly_api.prospects.import_rows import StagedRow
 from sonarly_api.prospects.validation import MAX_PROVIDER_ID_LENGTH
+from sonarly_api.prospects.writer import write_rows
 from sonarly_api.providers.base import Profile, Provider, ProviderAccount, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -82,9 +83,7 @@ class JobRunner:
         started = time.monotonic()
         if job.attempts == 1:
             self.metrics.picked(job.queue_wait_seconds)
-        logger.info(
-            "job %s picked up (attempt %d, page %d)", job.id, job.attempts, job.pages_done
-        )
+        logger.info("job %s picked up (attempt %d, page %d)", job.id, job.attempts, job.pages_done)
         try:
             if job.attempts > MAX_ATTEMPTS:
                 raise _Failure(
@@ -200,10 +199,17 @@ class JobRunner:
             company = before.company_name if before is not None else None
             title = before.title if before is not None else None
             rows.append(
-                (line, p.member_id, None, p.public_identifier, p.profile_url, p.name, company, title)
+                (
+                    line,
+                    p.member_id,
+                    None,
+                    p.public_identifier,
+                    p.profile_url,
+                    p.name,
+                    company,
+                    title,
+                )
             )
-        from sonarly_api.prospects.writer import write_rows  # TEMP until the writer merges
-
         counts = await write_rows(conn, group, rows)
         written = await runs.prospects_of(conn, group, *pairs)
         await runs.record_prospects(conn, group, job.id, [e.prospect_id for e in written])
@@ -230,7 +236,9 @@ class JobRunner:
 
         async def read_position(conn: AsyncConnection) -> tuple[int, int]:
             total = await runs.count_job_prospects(conn, group, job.id)
-            done = 0 if after is None else await runs.count_job_prospects(conn, group, job.id, after)
+            done = (
+                0 if after is None else await runs.count_job_prospects(conn, group, job.id, after)
+            )
             return total, done
 
         total, done = await self._read(read_position)
@@ -243,7 +251,9 @@ class JobRunner:
             if not batch:
                 return
             profiles = [
-                Profile(b.provider_id, b.public_identifier or "", b.linkedin_url or "", b.name, None)
+                Profile(
+                    b.provider_id, b.public_identifier or "", b.linkedin_url or "", b.name, None
+                )
                 for b in batch
             ]
             found = await self.provider.enrich(account, profiles, job.search_emails)

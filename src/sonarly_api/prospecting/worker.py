@@ -67,7 +67,9 @@ class JobWorker:
     def stop(self) -> None:
         """Finish the current pages, requeue the jobs, and return from `run`."""
         if not self.stopping.is_set():
-            logger.info("job worker stopping: current pages finish, their jobs go back to the queue")
+            logger.info(
+                "job worker stopping: current pages finish, their jobs go back to the queue"
+            )
         self.stopping.set()
         if self._worker is not None:
             self._worker.stop()  # type: ignore[no-untyped-call]

@@ -56,7 +56,9 @@ _COMPANY_HEADS = (
     "Northwind Bluefin Cedar Copper Harbor Summit Lumen Vertex Orbit Meridian Granite Juniper "
     "Atlas Beacon Kestrel Pioneer Riverbend Silverline Tidewater Evergreen"
 ).split()
-_COMPANY_TAILS = "Analytics Logistics Health Robotics Capital Software Energy Foods Labs Systems".split()
+_COMPANY_TAILS = (
+    "Analytics Logistics Health Robotics Capital Software Energy Foods Labs Systems".split()
+)
 _TITLES = (
     "CEO|CTO|CFO|VP Sales|VP Marketing|Head of Revenue Operations|Sales Director"
     "|Account Executive|Senior Account Executive|Business Development Manager|Head of Growth"
@@ -244,9 +246,7 @@ class SandboxProvider:
         members = _source_members(group, source, size)
         chunk = members[offset : offset + PAGE_SIZE]
         end = offset + len(chunk)
-        return Page(
-            [_person(i).profile for i in chunk], f"o:{end}" if end < len(members) else None
-        )
+        return Page([_person(i).profile for i in chunk], f"o:{end}" if end < len(members) else None)
 
     async def profiles_by_url(
         self, account: ProviderAccount, profile_urls: Sequence[str]
@@ -309,4 +309,6 @@ def _made_up(handle: str) -> _Person:
         headline=base.profile.headline,
     )
     found = base.enrichment
-    return _Person(profile, Enrichment(member_id, found.company_name, found.title, found.work_email))
+    return _Person(
+        profile, Enrichment(member_id, found.company_name, found.title, found.work_email)
+    )
