@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,3 +251,15 @@ async def sandbox_profiles(group: str, url: str) -> list[Profile]:
         if page.next_cursor is None:
             return profiles
         cursor = page.next_cursor
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], seconds: float, what: str, every: float = 0.05
+) -> None:
+    """Poll `predicate` (state kept outside the test: the database, another process)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while not await predicate():  # noqa: ASYNC110 - polls state outside this task
+                await asyncio.sleep(every)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {seconds:g} s waiting for {what}") from None

@@ -212,6 +212,10 @@ def curl_line(demo: Demo, server: str, provider_id: str) -> str:
     return f'curl -s -H "Authorization: Bearer {demo.key}" "{server}{path}"'
 
 
+# Reads the job id out of the start's answer (python3 is everywhere curl is, or close).
+READ_JOB_ID = "import json,sys; print(json.load(sys.stdin)['data']['jobId'])"
+
+
 def job_lines(demo: Demo, server: str) -> list[str]:
     """A ready-to-paste job start and poll: the start's answer carries the job id."""
     jobs = f"{server}/v1/accounts/{demo.group_id}/prospecting"
@@ -223,7 +227,7 @@ def job_lines(demo: Demo, server: str) -> list[str]:
     )
     return [
         f"  JOB=$(curl -s {auth} -H 'Content-Type: application/json' -d '{body}' \\",
-        f'    "{jobs}" | python3 -c "import json,sys; print(json.load(sys.stdin)[\'data\'][\'jobId\'])")',
+        f'    "{jobs}" | python3 -c "{READ_JOB_ID}")',
         f'  curl -s {auth} "{jobs}/$JOB"',
     ]
 
@@ -240,8 +244,7 @@ def print_demo(demo: Demo, server: str, out: TextIO) -> None:
         "Empty database: created demo data (serve --no-demo or DEMO_DATA=false to skip).",
         f"  account group  {demo.group_id}  ({GROUP_NAME}, {demo.prospects} prospects)",
         f"  API key        {demo.key}",
-        f"                 {', '.join(DEMO_PERMISSIONS)} on that group;"
-        " shown only this once.",
+        f"                 {', '.join(DEMO_PERMISSIONS)} on that group; shown only this once.",
         f"  credits        {DEMO_CREDITS} (sonarly-api credits show --account-group ID)",
         "",
         "Try the lookup once the server is up:",

@@ -27,6 +27,7 @@ from tests.support import (
     sandbox_search,
     search_source,
     tenant,
+    wait_until,
 )
 
 GRANT = 10_000
@@ -51,7 +52,8 @@ class Interrupting(SandboxProvider):
             if self.what == "crash":
                 raise asyncio.CancelledError  # the task dies here, as in a killed worker
             if self.what == "cancel":
-                assert self.engine is not None and self.job is not None
+                assert self.engine is not None
+                assert self.job is not None
                 assert await cancel(self.engine, *self.job)
             if self.what == "stop":
                 assert self.stopping is not None
@@ -78,7 +80,8 @@ class TestRun:
         assert (state["credits_reserved"], state["credits_charged"]) == (100, 60)
         assert (state["pages_done"], state["attempts"]) == (3, 1)
         assert state["started_at"] <= state["finished_at"]
-        assert state["error_code"] is None and state["resume_cursor"] is None
+        assert state["error_code"] is None
+        assert state["resume_cursor"] is None
         entries = await ledger(engine, who.group)
         assert [(kind, n, key) for kind, n, _, key in entries if kind != "grant"] == [
             ("reserve", 100, f"{job}:reserve"),
@@ -292,8 +295,7 @@ class TestStops:
                 return await super().search_page(account, url, cursor)
 
         old = asyncio.create_task(runner(engine, Slow(page_delay_ms=0)).run(job))
-        while (await job_state(engine, job))["pages_done"] < 1:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: _pages_done(engine, job, 1), 10, "the first page")
         await runner(engine).run(job)  # the newer attempt runs the job to its end
         taken_over.set()
         await old
@@ -305,3 +307,7 @@ class TestStops:
 
 def members(profiles: Sequence[Profile]) -> set[str]:
     return {p.member_id for p in profiles}
+
+
+async def _pages_done(engine: AsyncEngine, job: str, n: int) -> bool:
+    return int((await job_state(engine, job))["pages_done"]) >= n

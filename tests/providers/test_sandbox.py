@@ -56,7 +56,8 @@ class TestPages:
         for p in page.profiles:
             assert p.member_id.isdigit()
             assert p.profile_url == f"https://www.linkedin.com/in/{p.public_identifier}"
-            assert p.name and " " in p.name
+            assert p.name
+            assert " " in p.name
         assert len({p.public_identifier for p in page.profiles}) == 25
 
     async def test_sizes_from_none_to_beyond_every_cap(self, sandbox: SandboxProvider) -> None:
@@ -112,14 +113,16 @@ class TestPages:
         searches = await sandbox.list_saved_searches(who)
 
         assert lists == await sandbox.list_lead_lists(who)
-        assert len(lists) == 3 and len(searches) == 2
+        assert len(lists) == 3
+        assert len(searches) == 2
         lead = await sandbox.lead_list_page(who, lists[0].id, None)
         saved = await sandbox.saved_search_page(who, searches[0].id, None)
         post = await sandbox.post_commenters_page(
             who, "https://www.linkedin.com/posts/x-123?sandboxResults=7", None
         )
         assert all(len(p.profiles) <= PAGE_SIZE for p in (lead, saved, post))
-        assert len(post.profiles) == 7 and post.next_cursor is None
+        assert len(post.profiles) == 7
+        assert post.next_cursor is None
         assert await sandbox.is_connected(who.account_group_id) is not None
 
 

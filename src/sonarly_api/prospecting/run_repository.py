@@ -32,10 +32,6 @@ class RunningJob:
     queue_wait_seconds: float  # from creation to this claim
 
 
-_COLUMNS = """id, account_group_id, status, source, max_results, search_emails, import_status,
-    enrichment_status, found, pages_done, resume_cursor, attempts"""
-
-
 async def bound_transaction(conn: AsyncConnection, statement_timeout_ms: int) -> None:
     """A page's transaction: bounded statements, a short wait for the job row (a cancel holds
     it for a moment), and no JIT compilation for statements this small. One round trip."""
@@ -54,14 +50,15 @@ async def claim(conn: AsyncConnection, job_id: str) -> RunningJob | None:
     row = (
         await conn.execute(
             text(
-                f"""
+                """
                 UPDATE prospecting_jobs
                 SET status = 'running', attempts = attempts + 1, updated_at = now(),
                     started_at = coalesce(started_at, now()),
                     import_status = CASE WHEN import_status = 'queued' THEN 'running'
                                          ELSE import_status END
                 WHERE id = :id AND status IN ('queued', 'running')
-                RETURNING {_COLUMNS},
+                RETURNING id, account_group_id, status, source, max_results, search_emails,
+                    import_status, enrichment_status, found, pages_done, resume_cursor, attempts,
                     CAST(extract(epoch FROM clock_timestamp() - created_at) AS float8)
                         AS queue_wait_seconds
                 """

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import asyncpg
@@ -245,9 +246,7 @@ class JobRunner:
         while True:
             if self.stopping.is_set():
                 raise WorkerStopping
-            batch = await self._read(
-                lambda conn: runs.next_to_enrich(conn, group, job.id, after, ENRICH_BATCH)
-            )
+            batch = await self._read(partial(self._next_batch, group, job.id, after))
             if not batch:
                 return
             profiles = [
@@ -279,6 +278,12 @@ class JobRunner:
 
             await self._transaction(commit)
             after = last_id
+
+    @staticmethod
+    async def _next_batch(
+        group: str, job_id: str, after: str | None, conn: AsyncConnection
+    ) -> list[runs.ToEnrich]:
+        return await runs.next_to_enrich(conn, group, job_id, after, ENRICH_BATCH)
 
     # --- the end -------------------------------------------------------------------------
 

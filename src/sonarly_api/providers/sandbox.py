@@ -42,28 +42,34 @@ TWIN_EVERY = 150
 SIZE_PARAMETER = "sandboxResults"
 FAIL_PARAMETER = "sandboxFailAtPage"
 
-_FIRST = (
+
+def _words(text: str, separator: str | None = None) -> tuple[str, ...]:
+    return tuple(text.split(separator))
+
+
+_FIRST = _words(
     "Avery Blake Casey Dana Elliot Finley Gray Harper Indra Jules Kai Logan Morgan Noor Oakley "
     "Parker Quinn Riley Sage Taylor Uma Val Wren Yael Zane Amara Bruno Chiara Dev Elena Farid "
     "Greta Hugo Ines Jonas Kenji Lena Mateo Nadia Omar Priya Rafael Sofia Tomas Yusuf Zoe"
-).split()
-_LAST = (
+)
+_LAST = _words(
     "Stone Reed Lane Brooks Carter Diaz Ellis Fischer Garcia Hansen Ito Jensen Kowalski Laurent "
     "Moreau Novak Okafor Patel Quintero Rossi Schmidt Tanaka Ueda Varga Weber Xu Yilmaz Zhang "
     "Andersson Bianchi Costa Dubois Eriksen Ferreira Gomez Haddad Ivanova Jovanovic Kim"
-).split()
-_COMPANY_HEADS = (
+)
+_COMPANY_HEADS = _words(
     "Northwind Bluefin Cedar Copper Harbor Summit Lumen Vertex Orbit Meridian Granite Juniper "
     "Atlas Beacon Kestrel Pioneer Riverbend Silverline Tidewater Evergreen"
-).split()
-_COMPANY_TAILS = (
-    "Analytics Logistics Health Robotics Capital Software Energy Foods Labs Systems".split()
 )
-_TITLES = (
+_COMPANY_TAILS = _words(
+    "Analytics Logistics Health Robotics Capital Software Energy Foods Labs Systems"
+)
+_TITLES = _words(
     "CEO|CTO|CFO|VP Sales|VP Marketing|Head of Revenue Operations|Sales Director"
     "|Account Executive|Senior Account Executive|Business Development Manager|Head of Growth"
-    "|Marketing Manager|Product Manager|Engineering Manager|Procurement Lead|Operations Director"
-).split("|")
+    "|Marketing Manager|Product Manager|Engineering Manager|Procurement Lead|Operations Director",
+    "|",
+)
 _PROFILE_PATH = re.compile(r"/in/([^/?#]+)/?")
 _SANDBOX_IDENTIFIER = re.compile(r"[a-z]+-[a-z]+-([0-9a-f]{8})")
 _MEMBER_MULTIPLIER = 387_420_489  # odd and not a multiple of 5: a bijection mod 10**9
