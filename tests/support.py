@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -263,3 +266,28 @@ async def wait_until(
                 await asyncio.sleep(every)
     except TimeoutError:
         raise AssertionError(f"timed out after {seconds:g} s waiting for {what}") from None
+
+
+@contextlib.contextmanager
+def worker_process(
+    database_url: str, log: Path, *, concurrency: int = 2, **settings: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `sonarly-api worker` process (its own process group), stopped at the end."""
+    from tests.conftest import PEPPER
+    from tests.servers import cli_argv, service_env, stop
+
+    defaults = {"LOG_LEVEL": "info", "LOG_FORMAT": "json", "SANDBOX_PAGE_DELAY_MS": "0"}
+    env = service_env(DATABASE_URL=database_url, API_KEY_PEPPER=PEPPER, **{**defaults, **settings})
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*cli_argv(), "worker", "--concurrency", str(concurrency)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        stop(proc)

@@ -188,6 +188,18 @@ def resolve_format(configured: LogFormat | None, stream: TextIO) -> LogFormat:
     return "console" if _isatty(stream) else "json"
 
 
+# Loggers of the job queue's libraries, whose warnings quote driver errors (socket paths,
+# server messages) after a colon: only the part before it is kept.
+_QUEUE_LIBRARIES = ("psycopg", "procrastinate")
+
+
+def _queue_library_lines(record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.WARNING and record.name.startswith(_QUEUE_LIBRARIES):
+        record.msg = record.getMessage().split(": ", 1)[0].strip()
+        record.args = None
+    return True
+
+
 def configure_logging(
     level: str = "info",
     fmt: LogFormat | None = None,
@@ -213,6 +225,7 @@ def configure_logging(
     )
 
     handler = _Handler(stream)
+    handler.addFilter(_queue_library_lines)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
