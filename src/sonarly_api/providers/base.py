@@ -79,7 +79,9 @@ class ProviderError(Exception):
         self.message: str = message
 
     def __repr__(self) -> str:
-        return f"ProviderError(code={self.code!r}, failure={self.failure!r}, message={self.message!r})"
+        return (
+            f"ProviderError(code={self.code!r}, failure={self.failure!r}, message={self.message!r})"
+        )
 
 
 class Provider(Protocol):
