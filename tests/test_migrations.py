@@ -20,6 +20,7 @@ from sonarly_api.migrations import alembic_config, upgrade
 from sonarly_api.models import Base
 
 TABLES = {"account_groups", "api_keys", "api_key_grants", "persons", "prospects"}
+TABLES |= {"linkedin_connections"}  # branch provider (0007)
 LOOKUP_INDEX = "uq_prospects_account_group_id_provider_id_person_id"
 
 CreateDatabase = Callable[..., str]

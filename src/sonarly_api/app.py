@@ -15,9 +15,11 @@ from sonarly_api.config import Settings, get_settings
 from sonarly_api.db import Database, create_engine
 from sonarly_api.handlers import install_error_handlers, render, render_unhandled
 from sonarly_api.health.router import health_router
+from sonarly_api.linkedin.router import router as linkedin_router
 from sonarly_api.observability.setup import install_observability
 from sonarly_api.openapi import install_openapi
 from sonarly_api.prospects.router import router as prospects_router
+from sonarly_api.providers import create_provider
 from sonarly_api.ratelimit import RateLimits
 from sonarly_api.routing import direct_routes, with_fast_lane
 from sonarly_api.state import AppState
@@ -54,10 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 db, pepper, settings.key_cache_ttl_seconds, settings.key_cache_size
             ),
             rate_limits=rate_limits,
+            provider=create_provider(settings, db),
         )
         try:
             yield
         finally:
+            if app.state.sonarly.provider is not None:
+                await app.state.sonarly.provider.aclose()
             await app.state.sonarly.authenticator.close()
             await rate_limits.close()
             await db.dispose()
@@ -80,10 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "Prospects", "description": "Provider-id lookup."},
             {"name": "Accounts", "description": "Account groups a key may use."},
+            {
+                "name": "Sales Navigator",
+                "description": "Lead lists and saved searches of the group's LinkedIn account.",
+            },
         ],
     )
     app.include_router(prospects_router)
     app.include_router(accounts_router)
+    app.include_router(linkedin_router)
     app.include_router(health_router())
     install_error_handlers(app)
     install_openapi(app)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sonarly_api.auth.authenticator import Authenticator
 from sonarly_api.config import Settings
 from sonarly_api.db import Database
+from sonarly_api.providers.base import Provider
 from sonarly_api.ratelimit import RateLimits
 
 
@@ -16,3 +17,5 @@ class AppState:
     db: Database
     authenticator: Authenticator
     rate_limits: RateLimits
+    # Where prospecting reads LinkedIn data (PROVIDER); None until the sandbox is wired in.
+    provider: Provider | None = None
