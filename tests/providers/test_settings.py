@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from sonarly_api.config import Settings, describe_settings_error
 from sonarly_api.providers import create_provider
 from sonarly_api.providers.http import HttpProvider
+from tests.conftest import Factory
 
 
 def settings(**values: object) -> Settings:
@@ -56,22 +58,25 @@ class TestSettings:
         assert "s3cr3t-t0ken" not in str(value.model_dump())
 
 
+HTTP = {"provider": "http", "provider_url": "https://p.example/v1", "provider_token": "t0ken"}
+
+
 class TestCreateProvider:
-    async def test_http(self) -> None:
-        provider = create_provider(
-            settings(
-                provider="http",
-                provider_url="https://p.example/v1",
-                provider_token="t0ken",
-                provider_account_concurrency=7,
-            )
-        )
+    async def test_http(self, app: FastAPI, factory: Factory) -> None:
+        db = app.state.sonarly.db
+        provider = create_provider(settings(**HTTP, provider_account_concurrency=7), db)
         try:
             assert isinstance(provider, HttpProvider)
             assert provider.options.account_concurrency == 7
+            # It reads the connections through `db` (the app's default provider is the sandbox).
+            assert await provider.is_connected(await factory.group()) is None
         finally:
             assert provider is not None
             await provider.aclose()
+
+    def test_http_needs_the_database(self) -> None:
+        with pytest.raises(RuntimeError, match="PROVIDER=http needs the database"):
+            create_provider(settings(**HTTP))
 
     def test_sandbox_is_wired_at_merge(self) -> None:
         # Branch worker's sandbox provider replaces this None at merge.

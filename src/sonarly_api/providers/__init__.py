@@ -13,9 +13,12 @@ if TYPE_CHECKING:
 
 
 def create_provider(settings: Settings, db: Database | None = None) -> Provider | None:
-    """The provider the settings choose (PROVIDER). `db` lets the HTTP provider find which
-    provider account a group connected (`sonarly-api linkedin connect`)."""
+    """The provider the settings choose (PROVIDER). The HTTP provider needs `db`: it finds there
+    which provider account a group connected (`sonarly-api linkedin connect`)."""
     if settings.provider == "http":
+        if db is None:
+            # Fail at start-up, not at the first job's `is_connected`.
+            raise RuntimeError("PROVIDER=http needs the database (LinkedIn connections)")
         from sonarly_api.linkedin.connections import account_resolver
         from sonarly_api.providers.http import HttpProvider, HttpProviderOptions
 
@@ -26,7 +29,7 @@ def create_provider(settings: Settings, db: Database | None = None) -> Provider 
             settings.provider_url,
             settings.provider_token,
             HttpProviderOptions.from_settings(settings),
-            resolve_account=None if db is None else account_resolver(db),
+            resolve_account=account_resolver(db),
         )
     # MERGE (branch worker): `return SandboxProvider(settings)` replaces the next line, and the
     # return type loses its `| None`.
