@@ -73,8 +73,6 @@ class FakeAccount:
     saved_searches: dict[str, tuple[str, list[dict[str, Any]]]] = field(default_factory=dict)
     searches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by search URL
     posts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by post URL
-    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # by profile URL
-    enrichments: dict[str, dict[str, Any]] = field(default_factory=dict)  # by member id
     state: Literal["connected", "disconnected", "restricted"] = "connected"
 
 
@@ -119,6 +117,9 @@ class FakeProvider:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.accounts: dict[str, FakeAccount] = {}
+        # Public profile data, read with the token alone (no provider account).
+        self.profiles: dict[str, dict[str, Any]] = {}  # by profile URL
+        self.enrichments: dict[str, dict[str, Any]] = {}  # by member id
         self.requests: list[Recorded] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -145,6 +146,8 @@ class FakeProvider:
     def reset(self) -> None:
         with self._lock:
             self.accounts.clear()
+            self.profiles.clear()
+            self.enrichments.clear()
             self.requests.clear()
             self._faults.clear()
             self._in_flight.clear()
@@ -214,6 +217,8 @@ class FakeProvider:
                 await asyncio.sleep(fault.delay)
             else:
                 return await _send_fault(send, fault)
+        if method == "POST" and parts[:2] == ["v1", "profiles"]:
+            return await _send(send, *self._public(parts[2:], body))
         if len(parts) < 4 or parts[:2] != ["v1", "accounts"]:
             return await _send(send, 404, _error("not_found"))
         account = self.accounts.get(parts[2])
@@ -249,19 +254,22 @@ class FakeProvider:
         if method == "GET" and rest == ["posts", "commenters"]:
             people = acc.posts.get(query.get("postUrl", ""))
             return (404, _error("not_found")) if people is None else _paged(people, cursor, limit)
-        if method == "POST" and rest == ["profiles", "lookup"]:
+        return 404, _error("not_found")
+
+    def _public(self, rest: list[str], body: Any) -> tuple[int, Any]:
+        if rest == ["lookup"]:
             urls = body.get("profileUrls", [])
             if not 1 <= len(urls) <= 25:
                 return 400, _error("invalid_request")
-            return 200, {"items": [acc.profiles[u] for u in urls if u in acc.profiles]}
-        if method == "POST" and rest == ["profiles", "enrich"]:
+            return 200, {"items": [self.profiles[u] for u in urls if u in self.profiles]}
+        if rest == ["enrich"]:
             ids = body.get("memberIds", [])
             if not 1 <= len(ids) <= 25:
                 return 400, _error("invalid_request")
             items = []
             for member_id in ids:
-                if member_id in acc.enrichments:
-                    item = dict(acc.enrichments[member_id])
+                if member_id in self.enrichments:
+                    item = dict(self.enrichments[member_id])
                     if not body.get("workEmail"):
                         item["workEmail"] = None
                     items.append({"memberId": member_id, **item})

@@ -108,8 +108,8 @@ class TestRequests:
         account.searches[search] = make_profiles("s", 3)
         account.posts[post] = make_profiles("c", 2)
         known = make_profiles("u", 30)
-        account.profiles = {p["profileUrl"]: p for p in known}
-        account.enrichments = {
+        fake.profiles = {p["profileUrl"]: p for p in known}
+        fake.enrichments = {
             "u-m0": {"companyName": "Stone & Co", "title": "CTO", "workEmail": "u0@stone.example"}
         }
 
@@ -135,6 +135,26 @@ class TestRequests:
             {"memberIds": ["u-m0", "u-m1"], "workEmail": True},
             {"memberIds": ["u-m0"], "workEmail": False},
         ]
+        # Public profile data: read with the token alone, not under the provider account.
+        assert {r.path for r in fake.requests_to("/profiles/")} == {
+            "/v1/profiles/lookup",
+            "/v1/profiles/enrich",
+        }
+
+    async def test_url_upload_needs_no_connected_account(
+        self, provider: HttpProvider, fake: FakeProvider
+    ) -> None:
+        known = make_profiles("u", 2)
+        fake.profiles = {p["profileUrl"]: p for p in known}
+        fake.enrichments = {"u-m1": {"companyName": "Acme", "title": None}}
+        unconnected = ProviderAccount("4" * 24, None)
+
+        looked_up = await provider.profiles_by_url(unconnected, [p["profileUrl"] for p in known])
+        enriched = await provider.enrich(unconnected, looked_up, with_email=False)
+
+        assert [p.member_id for p in looked_up] == ["u-m0", "u-m1"]
+        assert [(e.member_id, e.company_name) for e in enriched] == [("u-m1", "Acme")]
+        assert all(r.headers["authorization"] == f"Bearer {fake.token}" for r in fake.requests)
 
     async def test_ids_stay_one_path_segment(
         self, provider: HttpProvider, fake: FakeProvider

@@ -151,6 +151,7 @@ class HttpProvider:
                 "profiles",
                 ends,
                 json_body={"profileUrls": chunk},
+                public=True,
             )
             found.extend(self._read(wire.profiles, body, "profiles"))
         return found
@@ -169,6 +170,7 @@ class HttpProvider:
                 "enrich",
                 ends,
                 json_body={"memberIds": ids, "workEmail": with_email},
+                public=True,
             )
             result.extend(self._read(wire.enrichments, body, "enrich"))
         return result
@@ -245,15 +247,23 @@ class HttpProvider:
         *,
         params: dict[str, str] | None = None,
         json_body: Any = None,
+        public: bool = False,
     ) -> Any:
         """The JSON body of a 2xx answer to `method path` for the account, or ProviderError.
 
         `ends` is the loop time by which the call (every attempt, wait and slot) is over.
+        `public`: public profile data, read with the token alone (`path` is not under the
+        provider account), so a group without a connected account can still upload URLs.
         """
-        if account.provider_account_id is None:
+        if public:
+            url = path
+            # Still one concurrency bound per group: the token's budget is shared.
+            account_id = account.provider_account_id or f"group:{account.account_group_id}"
+        elif account.provider_account_id is None:
             raise failure("not_connected")
-        account_id = account.provider_account_id
-        url = f"accounts/{_segment(account_id)}/{path}"
+        else:
+            account_id = account.provider_account_id
+            url = f"accounts/{_segment(account_id)}/{path}"
         loop = asyncio.get_running_loop()
         kind: FailureClass = "timeout"
         for attempt in range(1, self.options.max_attempts + 1):
