@@ -30,6 +30,7 @@ TABLES = {
     "prospecting_idempotency_keys",
 }
 TABLES |= {"credit_balances", "credit_ledger"}  # 0004_plans_and_credits
+TABLES |= {"linkedin_connections"}  # branch provider (0007)
 LOOKUP_INDEX = "uq_prospects_account_group_id_provider_id_person_id"
 # The job queue's tables (revision 0008, procrastinate's schema): no models of ours.
 QUEUE_TABLES = {

@@ -41,9 +41,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.CheckConstraint("balance >= 0", name=op.f("ck_credit_balances_balance_not_negative")),
-        sa.CheckConstraint(
-            "reserved >= 0", name=op.f("ck_credit_balances_reserved_not_negative")
-        ),
+        sa.CheckConstraint("reserved >= 0", name=op.f("ck_credit_balances_reserved_not_negative")),
         sa.CheckConstraint(
             "reserved <= balance", name=op.f("ck_credit_balances_reserved_within_balance")
         ),

@@ -36,6 +36,7 @@ from sonarly_api.durations import EXAMPLES, format_duration, parse_duration
 from sonarly_api.embedded_pg import EmbeddedPostgresError
 from sonarly_api.ids import is_id
 from sonarly_api.import_progress import ImportProgress
+from sonarly_api.linkedin.cli import app as linkedin_app
 from sonarly_api.prospecting import cli as worker_cli
 from sonarly_api.runtime import ResolvedDatabase, open_database
 from sonarly_api.timestamps import iso_millis, utcnow
@@ -53,6 +54,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(prospects_app, name="prospects")
 app.add_typer(credits_cli.app, name="credits")
 app.add_typer(worker_cli.app, name="worker")
+app.add_typer(linkedin_app, name="linkedin")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -69,7 +69,7 @@ def worker(
 
 
 async def _run(settings: Settings, database_url: str, concurrency: int) -> None:
-    from sonarly_api.db import create_engine
+    from sonarly_api.db import Database, create_engine
     from sonarly_api.prospecting.queue import JobQueue
     from sonarly_api.prospecting.worker import JobWorker
     from sonarly_api.providers import create_provider
@@ -83,7 +83,9 @@ async def _run(settings: Settings, database_url: str, concurrency: int) -> None:
         max_connections=concurrency + 3,
         connect_timeout_seconds=settings.db_connect_timeout_seconds,
     )
-    provider = create_provider(settings)
+    db = Database(engine)
+    # PROVIDER=http reads the groups' LinkedIn connections from the database.
+    provider = create_provider(settings, db)
     job_worker = JobWorker(
         engine,
         queue,
@@ -102,5 +104,5 @@ async def _run(settings: Settings, database_url: str, concurrency: int) -> None:
     finally:
         await queue.close()
         await provider.aclose()
-        await engine.dispose()
+        await db.dispose()
     logger.info("job worker stopped")

@@ -118,23 +118,23 @@ class JobWorker:
 
 class InProcessWorker:
     """`serve`'s job worker (JOB_WORKER=true, which `serve` sets unless --no-worker): it
-    shares the API's engine and queue, and stops with the app, within the shutdown grace."""
+    shares the API's engine, queue and provider, and stops with the app, within the
+    shutdown grace."""
 
     def __init__(self, job_worker: JobWorker | None, task: asyncio.Task[None] | None) -> None:
         self._worker = job_worker
         self._task = task
-        self._provider: Provider | None = job_worker.runner.provider if job_worker else None
 
     @classmethod
-    def start(cls, settings: Settings, db: Database, queue: JobQueue) -> InProcessWorker:
+    def start(
+        cls, settings: Settings, db: Database, queue: JobQueue, provider: Provider
+    ) -> InProcessWorker:
         if not settings.job_worker:
             return cls(None, None)
-        from sonarly_api.providers import create_provider
-
         job_worker = JobWorker(
             db.engine,
             queue,
-            create_provider(settings),
+            provider,
             concurrency=settings.worker_concurrency,
             statement_timeout_ms=settings.job_statement_timeout_ms,
             grace_seconds=float(settings.shutdown_grace_seconds),
@@ -149,5 +149,3 @@ class InProcessWorker:
             await self._task
         except Exception:
             logger.exception("the job worker stopped on an error")
-        if self._provider is not None:
-            await self._provider.aclose()
