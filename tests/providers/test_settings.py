@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sonarly_api.config import Settings, describe_settings_error
 from sonarly_api.providers import create_provider
 from sonarly_api.providers.http import HttpProvider
+from sonarly_api.providers.sandbox import SandboxProvider
 from tests.conftest import Factory
 
 
@@ -78,6 +79,6 @@ class TestCreateProvider:
         with pytest.raises(RuntimeError, match="PROVIDER=http needs the database"):
             create_provider(settings(**HTTP))
 
-    def test_sandbox_is_wired_at_merge(self) -> None:
-        # Branch worker's sandbox provider replaces this None at merge.
-        assert create_provider(settings()) is None
+    def test_sandbox_is_the_default(self) -> None:
+        provider = create_provider(settings(sandbox_page_delay_ms=0))
+        assert isinstance(provider, SandboxProvider)
