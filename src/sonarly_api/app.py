@@ -66,7 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             job_queue=job_queue,
             provider=create_provider(settings, db),
         )
-        in_process = InProcessWorker.start(settings, db, job_queue, app.state.sonarly.provider)
+        in_process = InProcessWorker.start(
+            settings, database_url, job_queue, app.state.sonarly.provider
+        )
         try:
             yield
         finally:

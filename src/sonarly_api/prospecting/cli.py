@@ -69,15 +69,13 @@ def worker(
 
 
 async def _run(settings: Settings, database_url: str, concurrency: int) -> None:
-    from sonarly_api.db import Database, create_engine
+    from sonarly_api.db import Database
     from sonarly_api.prospecting.queue import JobQueue
-    from sonarly_api.prospecting.worker import JobWorker
+    from sonarly_api.prospecting.worker import JobWorker, worker_engine
     from sonarly_api.providers import create_provider
 
     # A connection per running job, and a few for the pages' reads.
-    engine = create_engine(
-        settings.model_copy(update={"db_pool_size": concurrency + 2}), database_url
-    )
+    engine = worker_engine(settings, database_url, concurrency)
     queue = JobQueue(
         database_url,
         max_connections=concurrency + 3,

@@ -18,7 +18,7 @@ from procrastinate.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sonarly_api.config import Settings
-from sonarly_api.db import Database
+from sonarly_api.db import create_engine
 from sonarly_api.prospecting.metrics import JobMetrics
 from sonarly_api.prospecting.queue import QUEUE, JobQueue
 from sonarly_api.prospecting.reconcile import (
@@ -116,36 +116,55 @@ class JobWorker:
             await asyncio.sleep(RECONCILE_EVERY * random.uniform(0.8, 1.2))
 
 
+WORKER_APPLICATION_NAME = "sonarly-api-worker"
+
+
+def worker_engine(settings: Settings, database_url: str, concurrency: int) -> AsyncEngine:
+    """A worker's own engine: a connection per running job and a few for its reads, named
+    apart from the API's in pg_stat_activity, and never taken from the lookups' pool."""
+    sized = settings.model_copy(update={"db_pool_size": concurrency + 2})
+    return create_engine(sized, database_url, application_name=WORKER_APPLICATION_NAME)
+
+
 class InProcessWorker:
     """`serve`'s job worker (JOB_WORKER=true, which `serve` sets unless --no-worker): it
-    shares the API's engine, queue and provider, and stops with the app, within the
-    shutdown grace."""
+    shares the API's queue and provider, and stops with the app, within the shutdown
+    grace."""
 
-    def __init__(self, job_worker: JobWorker | None, task: asyncio.Task[None] | None) -> None:
+    def __init__(
+        self,
+        job_worker: JobWorker | None,
+        task: asyncio.Task[None] | None,
+        engine: AsyncEngine | None,
+    ) -> None:
         self._worker = job_worker
         self._task = task
+        self._engine = engine
 
     @classmethod
     def start(
-        cls, settings: Settings, db: Database, queue: JobQueue, provider: Provider
+        cls, settings: Settings, database_url: str, queue: JobQueue, provider: Provider
     ) -> InProcessWorker:
         if not settings.job_worker:
-            return cls(None, None)
+            return cls(None, None, None)
+        engine = worker_engine(settings, database_url, settings.worker_concurrency)
         job_worker = JobWorker(
-            db.engine,
+            engine,
             queue,
             provider,
             concurrency=settings.worker_concurrency,
             statement_timeout_ms=settings.job_statement_timeout_ms,
             grace_seconds=float(settings.shutdown_grace_seconds),
         )
-        return cls(job_worker, asyncio.create_task(job_worker.run(), name="job worker"))
+        task = asyncio.create_task(job_worker.run(), name="job worker")
+        return cls(job_worker, task, engine)
 
     async def stop(self) -> None:
-        if self._worker is None or self._task is None:
+        if self._worker is None or self._task is None or self._engine is None:
             return
         self._worker.stop()
         try:
             await self._task
         except Exception:
             logger.exception("the job worker stopped on an error")
+        await self._engine.dispose()
