@@ -98,6 +98,9 @@ def run_with_database(work: Callable[[Admin], Awaitable[T]], *, migrate: bool | 
     except EmbeddedPostgresError as exc:
         fail(f"embedded PostgreSQL: {exc}")
     except OSError as exc:
+        # A file the command reads or writes names itself; a socket's error does not.
+        if exc.filename is not None:
+            fail(f"{exc.filename}: {exc.strerror or exc}")
         fail(f"database unreachable: {exc.strerror or exc}")
 
 
@@ -359,7 +362,7 @@ def keys_create(
     result = run_with_database(work)
     if isinstance(result, list):
         fail(f"--account-group: no such account group: {', '.join(result)}")
-    document = {
+    document: dict[str, Any] = {
         "id": result,
         "key": secret,
         "name": name,
@@ -525,6 +528,7 @@ def prospects_import(
     as_json: JsonFlag = False,
 ) -> None:
     """Import prospects into an account group, all or nothing (re-importing changes nothing)."""
+    from sonarly_api.prospects.import_rejects import RejectsFileError, check_rejects_path
     from sonarly_api.prospects.importer import ImportFailed, ImportSummary, import_prospects
 
     (group_id,) = _check_ids([account_group], "--account-group")
@@ -532,11 +536,17 @@ def prospects_import(
         fail("--rejects goes with --skip-invalid", code=2)
     if skip_invalid and rejects is None:
         rejects = file.with_name(file.name + ".rejects.csv")
+    if rejects is not None:
+        try:
+            check_rejects_path(rejects, file)  # before anything is opened or written
+        except RejectsFileError as exc:
+            fail(f"--rejects: {exc}", code=2)
+    committed: list[ImportSummary] = []
 
     async def work(admin: Admin) -> ImportSummary:
         # On stderr: stdout carries only the result (the --json document).
         with ImportProgress(err, file.stat().st_size) as progress:
-            return await import_prospects(
+            summary = await import_prospects(
                 admin.engine,
                 group_id,
                 file,
@@ -545,9 +555,17 @@ def prospects_import(
                 on_progress=progress.rows,
                 on_bytes_read=progress.bytes_read,
             )
+        committed.append(summary)
+        return summary
 
     try:
         summary = run_with_database(work)
+    except typer.Exit:
+        if not committed:
+            raise
+        # Whatever failed after the commit (closing the database) did not undo the import.
+        summary = committed[0]
+        err.print("the import was committed: the error above came after it", highlight=False)
     except ImportFailed as exc:
         if as_json:
             print_json(
@@ -562,7 +580,7 @@ def prospects_import(
         for e in exc.errors:
             err.print(f"  line {e.line}: {escape(e.reason)}", highlight=False)
         raise typer.Exit(1) from None
-    document = {
+    document: dict[str, Any] = {
         "imported": True,
         "rowsRead": summary.rows_read,
         "created": summary.created,
@@ -570,6 +588,9 @@ def prospects_import(
         "unchanged": summary.unchanged,
         "rejected": summary.rejected,
     }
+    if summary.rejects_warning is not None:
+        document["warning"] = summary.rejects_warning
+        err.print(f"[bold yellow]warning:[/] {escape(summary.rejects_warning)}", highlight=False)
     if as_json:
         print_json(document)
         return
@@ -578,5 +599,5 @@ def prospects_import(
         f"{summary.updated} updated, {summary.unchanged} unchanged, {summary.rejected} rejected",
         highlight=False,
     )
-    if summary.rejected and rejects is not None:
+    if summary.rejected and rejects is not None and summary.rejects_warning is None:
         out.print(f"rejected rows and reasons: {escape(str(rejects))}", highlight=False)

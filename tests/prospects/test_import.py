@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sonarly_api.db import async_url
 from sonarly_api.ids import new_id
 from sonarly_api.migrations import upgrade
-from sonarly_api.prospects import importer
+from sonarly_api.prospects import import_apply, import_copy, import_staging, importer
 from sonarly_api.prospects.import_rows import StagedRow
 from sonarly_api.prospects.importer import ImportFailed, RowError, import_prospects
 
@@ -136,13 +136,13 @@ def chunk_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     file must give the same persons as in one. Chunks of 1 also reach COPY as CSV encoded in
     advance, which the importer otherwise does only while it waits for the server."""
     if request.param is not None:
-        monkeypatch.setattr(importer, "CHUNK_ROWS", request.param)
+        monkeypatch.setattr(import_staging, "CHUNK_ROWS", request.param)
     if request.param == 1:
         force_encoding(monkeypatch, ahead=True)
 
 
 def force_encoding(monkeypatch: pytest.MonkeyPatch, *, ahead: bool) -> None:
-    monkeypatch.setattr(importer, "_encode_ahead", lambda spare, cost: ahead)
+    monkeypatch.setattr(import_copy, "encode_ahead", lambda spare, cost: ahead)
 
 
 # --- formats --------------------------------------------------------------------------------
@@ -262,11 +262,13 @@ async def test_values_reach_the_tables_exactly(
     assert second["person_linkedin_url"] == f'https://li/b,"{uid}'
 
 
-async def test_empty_files(import_engine: AsyncEngine, tmp_path: Path) -> None:
+async def test_a_header_without_rows_imports_nothing(
+    import_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """(An empty file is an error: tests/prospects/test_import_files.py.)"""
     group = await make_group(import_engine)
-    for path in (write(tmp_path / "a.jsonl", ""), write(tmp_path / "b.csv", HEADER + "\n")):
-        summary = await import_prospects(import_engine, group, path)
-        assert (summary.rows_read, summary.created) == (0, 0)
+    summary = await import_prospects(import_engine, group, write(tmp_path / "b.csv", HEADER + "\n"))
+    assert (summary.rows_read, summary.created) == (0, 0)
 
 
 # --- idempotence and updates ----------------------------------------------------------------
@@ -599,7 +601,7 @@ async def test_the_last_row_wins_for_a_person_the_import_creates(
 
 
 def test_a_chunk_is_prepared_in_insert_order_with_its_flags() -> None:
-    """What `_prepare` adds for the chunk statement (no database): persons in (public
+    """What `import_staging.prepare` adds for the chunk statement (no database): persons in (public
     identifier, else URL; line) order, and the flags that spare the statement a sort of the
     whole chunk."""
     person = "ab" * 12
@@ -611,7 +613,7 @@ def test_a_chunk_is_prepared_in_insert_order_with_its_flags() -> None:
         (6, "s", person, "cid", "https://li/c", None, None, None),  # a personId: no person
         (7, "t", None, None, None, None, None, None),  # anonymous
     ]
-    staged = importer._prepare(chunk, 100)
+    staged = import_staging.prepare(chunk, 100)
 
     # By public identifier, else URL, then line; the rows that create no person last.
     assert [row[0] for row in staged] == [3, 2, 4, 5, 6, 7]
@@ -777,7 +779,6 @@ async def test_rejects_path_needs_skip_invalid(import_engine: AsyncEngine, tmp_p
         ),
         ("name,title\nx,y\n", 1, "missing required column providerId."),
         ("providerId,name,name\nx,y,z\n", 1, "duplicated column(s): name."),
-        ("", 1, "the file is empty: expected a header line naming at least providerId."),
     ],
 )
 async def test_bad_header_fails_the_whole_import(
@@ -887,7 +888,7 @@ async def test_an_exception_mid_import_writes_nothing(
     monkeypatch.setattr(importer, "_YIELD_EVERY", 1000)
     monkeypatch.setattr(importer, "PROGRESS_EVERY", 10_000)
     # Stopped with chunks' persons created and the next chunk's statement under way.
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3_000)
+    monkeypatch.setattr(import_staging, "CHUNK_ROWS", 3_000)
     group, before, persons = await base_state(import_engine, tmp_path, uid)
     seen: list[int] = []
 
@@ -910,7 +911,7 @@ async def test_cancellation_mid_import_writes_nothing(
     monkeypatch.setattr(importer, "_YIELD_EVERY", 1000)
     monkeypatch.setattr(importer, "PROGRESS_EVERY", 10_000)
     # Stopped with chunks' persons created and the next chunk's statement under way.
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3_000)
+    monkeypatch.setattr(import_staging, "CHUNK_ROWS", 3_000)
     group, before, persons = await base_state(import_engine, tmp_path, uid)
     path = big_file(tmp_path / "rows.csv", uid, 20_000)
 
@@ -935,7 +936,7 @@ async def test_a_failure_after_persons_were_created_writes_nothing(
 ) -> None:
     group, before, persons = await base_state(import_engine, tmp_path, uid)
     # The last statement fails (division by zero), after the persons were inserted.
-    monkeypatch.setattr(importer, "_UPSERT", "SELECT 1, 1 / (length(:group) - 24) -- {new_id}")
+    monkeypatch.setattr(import_apply, "UPSERT", "SELECT 1, 1 / (length(:group) - 24) -- {new_id}")
     path = big_file(tmp_path / "rows.csv", uid, 300)
     with pytest.raises(Exception, match="division by zero"):
         await import_prospects(import_engine, group, path)
@@ -947,7 +948,7 @@ async def test_a_failed_import_leaves_no_rejects_file(
     import_engine: AsyncEngine, tmp_path: Path, uid: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     group = await make_group(import_engine)
-    monkeypatch.setattr(importer, "_UPSERT", "SELECT 1, 1 / (length(:group) - 24) -- {new_id}")
+    monkeypatch.setattr(import_apply, "UPSERT", "SELECT 1, 1 / (length(:group) - 24) -- {new_id}")
     rejects = tmp_path / "rejects.csv"
     path = csv_file(tmp_path / "rows.csv", f"ok-{uid},,,,,,", "bad/one,,,,,,")
     with pytest.raises(Exception, match="division by zero"):

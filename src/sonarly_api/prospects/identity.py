@@ -15,6 +15,10 @@ same person. Neither path holds a global lock for it: persons are created with
 commit, then uses its person. Prospects and anonymous matching belong to one account
 group: writers of one group take that group's lock (`GROUP_LOCK`) before reading them, and
 writers of different groups never wait for each other, except on a person both create.
+Two writers creating several of the same new persons in opposite orders can deadlock:
+PostgreSQL then fails one of them (40P01, nothing of it written), which can be run again.
+The price of `ON CONFLICT DO NOTHING` over a plain insert: ~30% more for the persons insert
+(20,000 rows, 16 alternating rounds on a loaded 2-core machine: median 3.1 s against 2.4 s).
 """
 
 from __future__ import annotations
