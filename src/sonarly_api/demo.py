@@ -217,13 +217,15 @@ READ_JOB_ID = "import json,sys; print(json.load(sys.stdin)['data']['jobId'])"
 
 
 def job_lines(demo: Demo, server: str) -> list[str]:
-    """A ready-to-paste job start and poll: the start's answer carries the job id."""
+    """A ready-to-paste job start and poll: the start's answer carries the job id. The sandbox
+    provider's `sandboxResults` gives the search a size (eight pages at the default delay, so
+    the poll shows the job progress)."""
     jobs = f"{server}/v1/accounts/{demo.group_id}/prospecting"
     auth = f'-H "Authorization: Bearer {demo.key}"'
     body = (
         '{"source": "linkedin_search", "searchUrl": '
-        '"https://www.linkedin.com/search/results/people/?keywords=vp%20sales", '
-        '"maxResults": 100}'
+        '"https://www.linkedin.com/search/results/people/?keywords=vp%20sales'
+        '&sandboxResults=500", "maxResults": 200}'
     )
     return [
         f"  JOB=$(curl -s {auth} -H 'Content-Type: application/json' -d '{body}' \\",
