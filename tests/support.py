@@ -270,7 +270,12 @@ async def wait_until(
 
 @contextlib.contextmanager
 def worker_process(
-    database_url: str, log: Path, *, concurrency: int = 2, **settings: str
+    database_url: str,
+    log: Path,
+    *,
+    concurrency: int = 2,
+    options: tuple[str, ...] = (),
+    **settings: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real `sonarly-api worker` process (its own process group), stopped at the end."""
     from tests.conftest import PEPPER
@@ -280,7 +285,7 @@ def worker_process(
     env = service_env(DATABASE_URL=database_url, API_KEY_PEPPER=PEPPER, **{**defaults, **settings})
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [*cli_argv(), "worker", "--concurrency", str(concurrency)],
+            [*cli_argv(), "worker", "--concurrency", str(concurrency), *options],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sonarly_api.prospecting.queue import JobQueue
+from sonarly_api.prospecting.queue import JobQueue, queue_conninfo
 from sonarly_api.prospecting.reconcile import reconcile_once
 from sonarly_api.prospecting.worker import JobWorker
 from sonarly_api.providers.sandbox import SandboxProvider
@@ -56,6 +56,14 @@ async def finished(engine: AsyncEngine, job_id: str) -> bool:
 
 
 class TestQueue:
+    def test_the_queue_reaches_the_same_database(self) -> None:
+        assert queue_conninfo("postgresql+asyncpg://u:p@db:5432/app?ssl=require") == (
+            "postgresql://u:p@db:5432/app?sslmode=require"
+        )
+        assert queue_conninfo("postgres://u@/app?host=%2Fsock") == (
+            "postgresql://u@/app?host=%2Fsock"
+        )
+
     async def test_a_job_waits_in_the_queue_once(
         self, engine: AsyncEngine, factory: Factory, queue: JobQueue
     ) -> None:

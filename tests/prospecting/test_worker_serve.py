@@ -108,9 +108,18 @@ class TestServe:
             await asyncio.sleep(3)  # time enough for an in-process worker to have taken it
             assert (await status(server, who, job_id))["status"] == "queued"
 
-            with worker_process(url, tmp_path / "worker.log"):
+            metrics_port = free_port()
+            options = ("--metrics-port", str(metrics_port))
+            with worker_process(url, tmp_path / "worker.log", options=options):
 
                 async def done() -> bool:
                     return bool((await status(server, who, job_id))["status"] == "completed")
 
                 await wait_until(done, 60, "the job to complete", every=0.2)
+                async with httpx.AsyncClient() as http:
+                    scraped = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
+
+        # The worker's own metrics, on its own port.
+        assert scraped.status_code == 200
+        assert 'sonarly_prospecting_prospects_total{outcome="created"} 30.0' in scraped.text
+        assert 'sonarly_prospecting_jobs_finished_total{status="completed"} 1.0' in scraped.text
