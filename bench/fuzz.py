@@ -1,6 +1,9 @@
 """`make fuzz`: the contract fuzzing of tests/test_schemathesis.py, longer and against a real
 server — `sonarly-api serve` (uvicorn, embedded PostgreSQL under .data/fuzz-pg) probed by the
-`schemathesis run` CLI on http://127.0.0.1:PORT/openapi.json with every check on.
+`schemathesis run` CLI on http://127.0.0.1:PORT/openapi.json with every check on. The server
+runs with PROVIDER=http against the tests' fake provider (tests/fakeprovider.py, a real HTTP
+server in this process), the key's groups connected to it, so the Sales Navigator listings
+answer 200 too.
 
     python -m bench.fuzz [--max-examples N] [--seed S]
 
@@ -20,6 +23,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from tests.fakeprovider import FakeProvider, running_fake_provider
+
 from bench.live import (
     ROOT,
     Dataset,
@@ -29,6 +34,7 @@ from bench.live import (
     free_port,
     log_tail,
     make_dataset,
+    run_cli,
     serve,
     service_env,
 )
@@ -132,7 +138,22 @@ def jobs_key(env: dict[str, str], data: Dataset) -> tuple[str, str]:
     return key, group
 
 
+def connect_linkedin(env: dict[str, str], fake: FakeProvider, groups: list[str]) -> None:
+    """The Sales Navigator listings answer 200 for the key's groups: each is connected to an
+    account of the fake provider (tests/fakeprovider.py, a real HTTP server) holding lists."""
+    for n, group in enumerate(groups):
+        account = f"fuzz-{group}"
+        run_cli(env, "linkedin", "connect", "--account-group", group, "--provider-account", account)
+        fake.account(account).lead_lists = {f"ll-{n}": (f"Fuzz list {n}", [])}
+        fake.account(account).saved_searches = {f"ss-{n}": (f"Fuzz search {n}", [])}
+
+
 def run(max_examples: int, seed: int | None) -> int:
+    with running_fake_provider() as fake:
+        return _run(max_examples, seed, fake)
+
+
+def _run(max_examples: int, seed: int | None, fake: FakeProvider) -> int:
     server = EmbeddedPostgres(PG_DIR)
     server.start()  # owned by this run; the CLI commands and the server join it
     try:
@@ -141,9 +162,13 @@ def run(max_examples: int, seed: int | None) -> int:
             RATE_LIMIT=UNLIMITED,
             AUTH_FAILURE_RATE_LIMIT=UNLIMITED,
             LOG_LEVEL="warning",
+            PROVIDER="http",
+            PROVIDER_URL=fake.url,
+            PROVIDER_TOKEN=fake.token,
         )
         data = make_dataset(env, LOG_DIR, prospects=200, tag="fuzz")
         key, jobs_group = jobs_key(env, data)
+        connect_linkedin(env, fake, [data.group, data.other_group])
         port = free_port()
         log = LOG_DIR / "server.log"
         with serve(env, port, log) as proc:

@@ -20,6 +20,10 @@ from schemathesis import Case, GenerationMode
 
 LOOKUP = "/v1/accounts/{accountGroupId}/prospects/by-provider-id/{providerId}"
 BATCH = "/v1/accounts/{accountGroupId}/prospects/by-provider-id"
+LISTINGS = (
+    "/v1/accounts/{accountGroupId}/sales-navigator/lead-lists",
+    "/v1/accounts/{accountGroupId}/sales-navigator/saved-searches",
+)
 GROUP = os.environ["FUZZ_GROUP"]
 UNIQUE = os.environ["FUZZ_UNIQUE"]
 AMBIGUOUS = os.environ["FUZZ_AMBIGUOUS"]
@@ -40,6 +44,9 @@ def _positive(case: OpenApiCase) -> bool:
 
 @schemathesis.hook
 def before_load_schema(context: Any, raw_schema: dict[str, Any]) -> None:
+    for path in LISTINGS:  # the seeded group is connected to the fake provider
+        for parameter in raw_schema["paths"][path]["get"]["parameters"]:
+            parameter["example"] = GROUP
     for parameter in raw_schema["paths"][LOOKUP]["get"]["parameters"]:
         if parameter["name"] == "accountGroupId":
             parameter["example"] = GROUP.upper()
@@ -63,7 +70,7 @@ def _towards_seeded_data(
     assert case.path_parameters is not None
     if group is not None:
         case.path_parameters["accountGroupId"] = group
-    if provider_id is not None:
+    if provider_id is not None and "providerId" in case.path_parameters:
         case.path_parameters["providerId"] = provider_id
     return case
 
@@ -81,6 +88,10 @@ def _batch_towards_seeded_data(
 
 @schemathesis.hook
 def flatmap_case(context: Any, case: OpenApiCase) -> st.SearchStrategy[OpenApiCase]:
+    if _positive(case) and case.operation.path in LISTINGS:
+        return st.builds(
+            _towards_seeded_data, st.just(case), st.sampled_from([None, GROUP]), st.none()
+        )
     if _positive(case) and case.operation.path == BATCH:
         seeded_ids = st.lists(st.sampled_from([UNIQUE, AMBIGUOUS, "fuzz-nobody"]), min_size=1)
         return st.builds(

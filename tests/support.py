@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
+import subprocess
 import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sonarly_api.credits import service as credits
 from sonarly_api.credits.schemas import CreditsView
 from sonarly_api.prospecting.models import ProspectingJob
+from sonarly_api.providers.base import Profile, ProviderAccount
+from sonarly_api.providers.sandbox import SandboxProvider
 from tests.conftest import Factory, bearer
 
 # --- Batch lookup (tests/prospects/) ----------------------------------------------------------
@@ -231,3 +237,165 @@ def send_raw(port: int, request: bytes, timeout: float = 10.0) -> RawResponse:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(request)
         return parse_response(read_all(sock, timeout))
+
+
+# --- Prospecting workers (tests/prospecting/test_worker*.py, tests/faults/) ----------------
+
+
+def sandbox_search(results: int, tag: str = "", **options: int) -> str:
+    """A search URL the sandbox answers with exactly `results` profiles."""
+    extra = "".join(f"&{k}={v}" for k, v in options.items())
+    return f"{SEARCH_URL}&q={tag}&sandboxResults={results}{extra}"
+
+
+async def new_job(
+    engine: AsyncEngine,
+    group: str,
+    source: dict[str, Any],
+    *,
+    max_results: int,
+    search_emails: bool = False,
+) -> str:
+    """A queued job with its reservation, as the start endpoint commits it."""
+    from sonarly_api.ids import new_id
+
+    job_id = new_id()
+    urls = source.get("profileUrls")
+    reserved = (len(urls) if urls else max_results) * (2 if search_emails else 1)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO prospecting_jobs (id, account_group_id, source, max_results,"
+                " search_emails, credits_reserved)"
+                " VALUES (:id, :g, CAST(:source AS jsonb), :m, :e, :r)"
+            ),
+            {
+                "id": job_id,
+                "g": group,
+                "source": json.dumps(source),
+                "m": max_results,
+                "e": search_emails,
+                "r": reserved,
+            },
+        )
+        await credits.reserve(conn, group, job_id, reserved)
+    return job_id
+
+
+def search_source(url: str) -> dict[str, Any]:
+    return {"source": "linkedin_search", "searchUrl": url}
+
+
+async def job_state(engine: AsyncEngine, job_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT * FROM prospecting_jobs WHERE id = :id"), {"id": job_id}
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+async def ledger(engine: AsyncEngine, group: str) -> list[tuple[str, int, str | None, str | None]]:
+    """(kind, amount, job id, entry key) of the group's ledger, oldest first."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT kind, amount, job_id, entry_key FROM credit_ledger"
+                " WHERE account_group_id = :g ORDER BY id"
+            ),
+            {"g": group},
+        )
+        return [(r[0], int(r[1]), r[2], r[3]) for r in rows]
+
+
+async def balance(engine: AsyncEngine, group: str) -> tuple[int, int]:
+    """(balance, reserved) of the group."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT balance, reserved FROM credit_balances WHERE account_group_id = :g"),
+                {"g": group},
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+async def job_prospects(engine: AsyncEngine, job_id: str) -> list[dict[str, Any]]:
+    """The prospects a job recorded, with their fields."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT p.* FROM prospecting_job_prospects j JOIN prospects p"
+                " ON p.account_group_id = j.account_group_id AND p.id = j.prospect_id"
+                " WHERE j.job_id = :job ORDER BY p.provider_id, p.public_identifier"
+            ),
+            {"job": job_id},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def cancel(engine: AsyncEngine, group: str, job_id: str) -> bool:
+    """What the cancel endpoint commits: True when the job was queued or running."""
+    from sonarly_api.prospecting import repository as jobs
+
+    async with engine.begin() as conn:
+        if not await jobs.cancel_job(conn, group, job_id):
+            return False
+        await credits.release(conn, group, job_id)
+        return True
+
+
+async def sandbox_profiles(group: str, url: str) -> list[Profile]:
+    """Every profile the sandbox lists for this group and search, in order."""
+    provider = SandboxProvider(page_delay_ms=0)
+    who = ProviderAccount(group, None)
+    profiles, cursor = [], None
+    while True:
+        page = await provider.search_page(who, url, cursor)
+        profiles += page.profiles
+        if page.next_cursor is None:
+            return profiles
+        cursor = page.next_cursor
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], seconds: float, what: str, every: float = 0.05
+) -> None:
+    """Poll `predicate` (state kept outside the test: the database, another process)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while not await predicate():  # noqa: ASYNC110 - polls state outside this task
+                await asyncio.sleep(every)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {seconds:g} s waiting for {what}") from None
+
+
+@contextlib.contextmanager
+def worker_process(
+    database_url: str,
+    log: Path,
+    *,
+    concurrency: int = 2,
+    options: tuple[str, ...] = (),
+    **settings: str,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `sonarly-api worker` process (its own process group), stopped at the end."""
+    from tests.conftest import PEPPER
+    from tests.servers import cli_argv, service_env, stop
+
+    defaults = {"LOG_LEVEL": "info", "LOG_FORMAT": "json", "SANDBOX_PAGE_DELAY_MS": "0"}
+    env = service_env(DATABASE_URL=database_url, API_KEY_PEPPER=PEPPER, **{**defaults, **settings})
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*cli_argv(), "worker", "--concurrency", str(concurrency), *options],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        stop(proc)

@@ -99,6 +99,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)
+    # `serve` sets JOB_WORKER for its server processes: undone after the test this way.
+    monkeypatch.setenv("JOB_WORKER", "false")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -30,7 +30,15 @@ TABLES = {
     "prospecting_idempotency_keys",
 }
 TABLES |= {"credit_balances", "credit_ledger"}  # 0004_plans_and_credits
+TABLES |= {"linkedin_connections"}  # branch provider (0007)
 LOOKUP_INDEX = "uq_prospects_account_group_id_provider_id_person_id"
+# The job queue's tables (revision 0008, procrastinate's schema): no models of ours.
+QUEUE_TABLES = {
+    "procrastinate_jobs",
+    "procrastinate_events",
+    "procrastinate_periodic_defers",
+    "procrastinate_workers",
+}
 
 CreateDatabase = Callable[..., str]
 
@@ -96,7 +104,7 @@ class TestUpgrade:
 
         upgrade(url)
 
-        assert tables(url) == TABLES | {"alembic_version"}
+        assert tables(url) == TABLES | QUEUE_TABLES | {"alembic_version"}
         assert set(Base.metadata.tables) == TABLES
         assert current_revision(url) == head()
 
@@ -122,7 +130,7 @@ class TestUpgrade:
 
         upgrade(url)
 
-        assert tables(url) == TABLES | {"alembic_version"}
+        assert tables(url) == TABLES | QUEUE_TABLES | {"alembic_version"}
         assert current_revision(url) == head()
 
 
@@ -145,7 +153,7 @@ class TestDowngrade:
 
         command.upgrade(config, "head")
 
-        assert tables(url) == TABLES | {"alembic_version"}
+        assert tables(url) == TABLES | QUEUE_TABLES | {"alembic_version"}
         assert current_revision(url) == head()
         assert index_columns(url, LOOKUP_INDEX)[1][:2] == ["account_group_id", "provider_id"]
 

@@ -49,10 +49,16 @@ from sonarly_api.prospecting import service as jobs
 from sonarly_api.prospecting.models import ProspectingJob
 from sonarly_api.prospects import validation
 from tests.conftest import PEPPER, Factory, make_settings
+from tests.fakeprovider import FakeProvider, running_fake_provider
 
 LOOKUP = "/v1/accounts/{accountGroupId}/prospects/by-provider-id/{providerId}"
 BATCH = "/v1/accounts/{accountGroupId}/prospects/by-provider-id"
 ACCOUNTS = "/v1/accounts"
+# Branch provider: the Sales Navigator listings, served by a fake provider (PROVIDER=http).
+LISTINGS = (
+    "/v1/accounts/{accountGroupId}/sales-navigator/lead-lists",
+    "/v1/accounts/{accountGroupId}/sales-navigator/saved-searches",
+)
 
 # Fixed when the module is imported: the document's examples must name the seeded group before
 # the database exists. Ids are random, so no other test's rows can collide with them.
@@ -170,6 +176,9 @@ def _document() -> dict[str, Any]:
                 "ambiguous": {"value": AMBIGUOUS},
                 "none": {"value": "crm-nobody-has-this"},
             }
+    for path in LISTINGS:
+        for parameter in document["paths"][path]["get"]["parameters"]:
+            parameter["example"] = GROUP
     return document
 
 
@@ -186,13 +195,22 @@ schema = schemathesis.openapi.from_dict(
             # left out by the case), 405 (a method the document does not list) and 422
             # VALIDATION_ERROR for invalid input — never a 403 or 404 that would hide it.
             "checks": {"negative_data_rejection": {"expected-statuses": ["401", "405", "422"]}},
+            # The listings answer invalid input 400, as the prospecting endpoints do.
+            "operations": [
+                {
+                    "include-path-regex": "/sales-navigator/",
+                    "checks": {
+                        "negative_data_rejection": {"expected-statuses": ["400", "401", "405"]}
+                    },
+                },
+                *JOB_OPERATIONS,
+            ],
             # As in bench/fuzz.toml: reusing captured response values can make a run crawl
             # (Schemathesis 4.32); the hook already points lookups at the seeded group.
             "phases": {
                 phase: {"extra-data-sources": {"responses": False}}
                 for phase in ("coverage", "fuzzing")
             },
-            "operations": JOB_OPERATIONS,
         }
     ),
 )
@@ -356,9 +374,35 @@ async def _seed_jobs(engine: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(seeded: str, database_url: str) -> str:
+async def listing_provider(database_url: str) -> AsyncIterator[FakeProvider]:
+    """A fake provider whose accounts GROUP and SECOND_GROUP are connected to."""
+    from sonarly_api.linkedin import repository as linkedin
+
+    with running_fake_provider() as fake:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                for n, group in enumerate((GROUP, SECOND_GROUP)):
+                    account = f"fuzz-{group}"
+                    await linkedin.connect(conn, group, account)
+                    fake.account(account).lead_lists = {f"ll-{n}": (f"List {n}", [])}
+                    fake.account(account).saved_searches = {f"ss-{n}": (f"Search {n}", [])}
+        finally:
+            await engine.dispose()
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def served(seeded: str, database_url: str, listing_provider: FakeProvider) -> str:
     """Binds APP to the module's database; returns the key."""
-    APP.app = create_app(make_settings(database_url))
+    APP.app = create_app(
+        make_settings(
+            database_url,
+            provider="http",
+            provider_url=listing_provider.url,
+            provider_token=listing_provider.token,
+        )
+    )
     return seeded
 
 
@@ -488,6 +532,9 @@ def test_fuzzing_reached_the_seeded_data(request: pytest.FixtureRequest) -> None
     assert statuses[("GET " + JOBS, 200)] > 0, SEEN
     assert statuses[("GET " + JOB, 200)] > 0, SEEN
     assert statuses[("POST " + CANCEL, 200)] + statuses[("POST " + CANCEL, 422)] > 0, SEEN
+    for path in LISTINGS:
+        assert statuses[("GET " + path, 200)] > 0, SEEN
+        assert statuses[("GET " + path, 400)] > 0, SEEN  # malformed group ids
 
 
 class TestDocumentedRules:

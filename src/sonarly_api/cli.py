@@ -36,6 +36,8 @@ from sonarly_api.durations import EXAMPLES, format_duration, parse_duration
 from sonarly_api.embedded_pg import EmbeddedPostgresError
 from sonarly_api.ids import is_id
 from sonarly_api.import_progress import ImportProgress
+from sonarly_api.linkedin.cli import app as linkedin_app
+from sonarly_api.prospecting import cli as worker_cli
 from sonarly_api.runtime import ResolvedDatabase, open_database
 from sonarly_api.timestamps import iso_millis, utcnow
 
@@ -51,6 +53,8 @@ app.add_typer(groups_app, name="account-groups")
 app.add_typer(keys_app, name="keys")
 app.add_typer(prospects_app, name="prospects")
 app.add_typer(credits_cli.app, name="credits")
+app.add_typer(worker_cli.app, name="worker")
+app.add_typer(linkedin_app, name="linkedin")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -129,6 +133,14 @@ def serve(
         bool,
         typer.Option(help="On an empty database, create demo data and a key (see DEMO_DATA)."),
     ] = True,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Also run prospecting jobs in each server process (with --workers N, N job "
+            "workers). --no-worker leaves them to `sonarly-api worker` processes.",
+        ),
+    ] = True,
 ) -> None:
     """Serve the API (embedded PostgreSQL when DATABASE_URL is unset)."""
     import signal
@@ -160,6 +172,7 @@ def serve(
             # Workers build their app from the environment: hand them the resolved database.
             os.environ["DATABASE_URL"] = database.url
             os.environ["API_KEY_PEPPER"] = database.pepper
+            os.environ["JOB_WORKER"] = "true" if worker else "false"
             get_settings.cache_clear()
             seed_demo(database, host=host, port=port, enabled=demo and settings.demo_data)
             where = (

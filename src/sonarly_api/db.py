@@ -45,14 +45,16 @@ def async_url(url: str) -> str:
     raise ValueError("DATABASE_URL must be a postgresql:// URL")
 
 
-def create_engine(settings: Settings, url: str) -> AsyncEngine:
+def create_engine(
+    settings: Settings, url: str, *, application_name: str = "sonarly-api"
+) -> AsyncEngine:
     """The application's engine.
 
     No `pool_pre_ping`: it would add a round trip to every lookup. A connection that died
     while pooled is detected on use instead (SQLAlchemy invalidates it and the pool), and
     read-only work retries once on a fresh connection (see `Database.read`).
     """
-    server_settings = {"application_name": "sonarly-api"}
+    server_settings = {"application_name": application_name}
     if settings.db_statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     return create_async_engine(

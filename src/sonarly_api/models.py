@@ -4,6 +4,7 @@ from sonarly_api.accounts.models import AccountGroup
 from sonarly_api.auth.models import ApiKey, ApiKeyGrant
 from sonarly_api.credits.models import CreditBalance, CreditLedgerEntry
 from sonarly_api.db import Base
+from sonarly_api.linkedin.models import LinkedInConnection
 from sonarly_api.prospecting.models import (
     ProspectingIdempotencyKey,
     ProspectingJob,
@@ -18,6 +19,7 @@ __all__ = [
     "Base",
     "CreditBalance",
     "CreditLedgerEntry",
+    "LinkedInConnection",
     "Person",
     "Prospect",
     "ProspectingIdempotencyKey",

@@ -199,3 +199,19 @@ def _apply_extras(schema: dict[str, Any]) -> None:
                 content = response.get("content", {}).get("application/json")
                 if example is not None and content is not None:
                     content["example"] = example
+
+
+# --- providers (branch provider): the Sales Navigator listings' statuses and example.
+_ERRORS.setdefault(400, ("Request validation failed", ValidationErrorResponse, "VALIDATION_ERROR"))
+_ERRORS.setdefault(409, ("No LinkedIn account connected", ErrorResponse, "LINKEDIN_NOT_CONNECTED"))
+_ERRORS.setdefault(502, ("Upstream data provider failed", ErrorResponse, "UPSTREAM_ERROR"))
+
+
+def _sales_navigator_examples() -> None:
+    from sonarly_api.linkedin.schemas import SALES_NAVIGATOR_LIST_EXAMPLE
+
+    _SUCCESS_EXAMPLES["listSalesNavigatorLeadLists"] = SALES_NAVIGATOR_LIST_EXAMPLE
+    _SUCCESS_EXAMPLES["listSalesNavigatorSavedSearches"] = SALES_NAVIGATOR_LIST_EXAMPLE
+
+
+_sales_navigator_examples()

@@ -7,6 +7,7 @@ the dependency (401 → 429 → 403 PERMISSION_DENIED) and in the contract's ord
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
@@ -52,6 +53,7 @@ class JobRoute(APIRoute):
         await super().handle(scope, receive, send)
 
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["Prospecting jobs"], route_class=JobRoute)
 
 # How long a client should wait before polling a job that is not finished.
@@ -113,6 +115,9 @@ async def start_prospecting_job(
         request.headers.get("idempotency-key"),
     )
     job = outcome.job
+    request.state.job_id = job.id  # the access log's jobId
+    if not outcome.replayed:
+        await _queue(request, job.id)
     group = account_group_id.lower()
     headers = {"Location": _job_location(group, job.id)}
     finished = is_finished(job.status)
@@ -218,3 +223,12 @@ async def cancel_prospecting_job(
         request.app.state.sonarly.db, principal, account_group_id, job_id
     )
     return success_response(data)
+
+
+async def _queue(request: Request, job_id: str) -> None:
+    """Hand the committed job to the workers. Should this fail (or the process die first),
+    the workers' reconcile loop queues it within seconds: the job row is the truth."""
+    try:
+        await request.app.state.sonarly.job_queue.defer(job_id)
+    except Exception as exc:
+        logger.warning("job %s not queued now (%s): reconciled later", job_id, type(exc).__name__)
