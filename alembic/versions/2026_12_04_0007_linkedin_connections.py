@@ -1,7 +1,7 @@
 """linkedin_connections: the provider account each account group reads LinkedIn through
 
 Revision ID: 0007_linkedin_connections
-Revises: 0003_reference_checks_scan
+Revises: 0006_tenant_guards
 Create Date: 2026-12-04 13:50:00
 
 One row per account group (primary key), written by `sonarly-api linkedin connect`; a provider
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_linkedin_connections"
-down_revision: str | None = "0003_reference_checks_scan"
+down_revision: str | None = "0006_tenant_guards"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

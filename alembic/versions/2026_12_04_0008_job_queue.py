@@ -1,7 +1,7 @@
 """job queue: procrastinate's schema (tables, types, functions, triggers)
 
 Revision ID: 0008_job_queue
-Revises: 0005_prospecting_jobs, 0007_linkedin_connections
+Revises: 0007_linkedin_connections
 Create Date: 2026-12-04 13:45:00
 
 Prospecting jobs run on procrastinate, a queue kept in PostgreSQL. Its schema ships here,
@@ -22,7 +22,7 @@ from procrastinate.schema import SchemaManager
 from sqlalchemy.util import await_only
 
 revision: str = "0008_job_queue"
-down_revision: str | tuple[str, ...] | None = ("0005_prospecting_jobs", "0007_linkedin_connections")
+down_revision: str | None = "0007_linkedin_connections"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
