@@ -248,7 +248,10 @@ async def test_truncate_keeps_references(create_database: Callable[[], str]) -> 
             with pytest.raises(asyncpg.FeatureNotSupportedError, match="prospects refer to it"):
                 await conn.execute(f"TRUNCATE {table} CASCADE")
         assert await count(conn, "persons") == 1
-        await conn.execute("TRUNCATE prospects, persons, api_key_grants, account_groups")
+        # linkedin_connections (branch provider) refers to account_groups by a foreign key.
+        await conn.execute(
+            "TRUNCATE prospects, persons, api_key_grants, linkedin_connections, account_groups"
+        )
 
         assert await count(conn, "persons") == await count(conn, "prospects") == 0
     finally:
