@@ -348,14 +348,10 @@ async def _send_fault(send: Send, fault: Fault) -> None:
 def running_fake_provider(token: str | None = None) -> Iterator[FakeProvider]:
     """The fake, served until the block ends."""
     fake = FakeProvider(token)
+    # No log_level, log_config or access_log=False: uvicorn would apply them to its loggers
+    # process-wide, and the tests of the service's own logging run in this process too.
     config = uvicorn.Config(
-        fake,
-        host="127.0.0.1",
-        port=fake.port,
-        log_level="critical",
-        access_log=False,
-        lifespan="off",
-        log_config=None,
+        fake, host="127.0.0.1", port=fake.port, lifespan="off", log_config=None, loop="asyncio"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fake-provider", daemon=True)
