@@ -212,6 +212,9 @@ def _sales_navigator_examples() -> None:
 
     _SUCCESS_EXAMPLES["listSalesNavigatorLeadLists"] = SALES_NAVIGATOR_LIST_EXAMPLE
     _SUCCESS_EXAMPLES["listSalesNavigatorSavedSearches"] = SALES_NAVIGATOR_LIST_EXAMPLE
+    # 409 is IDEMPOTENCY_KEY_REUSED on the job start; on the listings it can only be this.
+    for operation_id in ("listSalesNavigatorLeadLists", "listSalesNavigatorSavedSearches"):
+        EXTRA_EXAMPLES[(operation_id, "409")] = _error_example("LINKEDIN_NOT_CONNECTED")
 
 
 _sales_navigator_examples()
