@@ -179,6 +179,13 @@ def _document() -> dict[str, Any]:
     for path in LISTINGS:
         for parameter in document["paths"][path]["get"]["parameters"]:
             parameter["example"] = GROUP
+    # A batch that reaches the seeded data in the examples phase, whatever the fuzzing draws.
+    batch = document["paths"][BATCH]["post"]
+    for parameter in batch["parameters"]:
+        parameter["example"] = GROUP
+    batch["requestBody"]["content"]["application/json"]["example"] = {
+        "providerIds": [UNIQUE, AMBIGUOUS, "crm-nobody-has-this", UNIQUE]
+    }
     return document
 
 
