@@ -200,4 +200,4 @@ class TestAllowHeader:
         assert response.status_code == 405
         assert response.headers["allow"] == "GET, POST, HEAD"  # HEAD is served wherever GET is
         assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
-        assert job.headers["allow"] == "GET"
+        assert job.headers["allow"] == "GET, HEAD"
