@@ -212,6 +212,9 @@ def _sales_navigator_examples() -> None:
 
     _SUCCESS_EXAMPLES["listSalesNavigatorLeadLists"] = SALES_NAVIGATOR_LIST_EXAMPLE
     _SUCCESS_EXAMPLES["listSalesNavigatorSavedSearches"] = SALES_NAVIGATOR_LIST_EXAMPLE
+    # (integ) 409 in the shared table is the jobs' IDEMPOTENCY_KEY_REUSED: the listings' own.
+    for operation in ("listSalesNavigatorLeadLists", "listSalesNavigatorSavedSearches"):
+        EXTRA_EXAMPLES[(operation, "409")] = _error_example("LINKEDIN_NOT_CONNECTED")
 
 
 _sales_navigator_examples()

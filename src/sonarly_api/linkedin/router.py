@@ -30,6 +30,7 @@ AccountGroupId = Annotated[
 ]
 ReadPrincipal = Annotated[Principal, Depends(require("prospecting:read"))]
 RESPONSES = error_responses(400, 401, 403, 409, 429, 500, 502, 503)
+RESPONSES[409] = {**RESPONSES[409], "description": "No LinkedIn account connected"}
 
 
 async def _listing(
