@@ -7,6 +7,12 @@ twice), and the job's counts, progress and resume cursor moved on. A cancel comm
 or after a page, never inside one: once it has, no page commits. The provider is called
 with no transaction and no connection held, so a slow provider never blocks a cancel.
 
+While a provider call runs, the job's row is looked at every `watch_seconds`: a cancel (or a
+newer attempt) cancels the call at once, so a job never writes or waits on the provider after
+it was cancelled. A provider that still rate limits once the adapter's deadline is spent makes
+the runner pause and ask for the same page again (the job stays `running`), a few times; any
+other `ProviderError` fails the job with its code, keeping (and charging) the pages before.
+
 A job is resumable at any point: a worker killed mid-page leaves the job at its last
 committed page; the next attempt (`attempts` + 1, which also fences off the old one should
 it still be alive) fetches from `resume_cursor` on.
@@ -15,6 +21,7 @@ it still be alive) fetches from `resume_cursor` on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +38,7 @@ from sonarly_api.db import is_unavailable
 from sonarly_api.prospecting import run_repository as runs
 from sonarly_api.prospecting.metrics import JobMetrics
 from sonarly_api.prospecting.queue import DatabaseUnavailable, WorkerStopping
-from sonarly_api.prospecting.sources import Source, import_pages
+from sonarly_api.prospecting.sources import Source, fetch_page
 from sonarly_api.prospects.import_rows import StagedRow
 from sonarly_api.prospects.validation import MAX_PROVIDER_ID_LENGTH
 from sonarly_api.prospects.writer import write_rows
@@ -44,6 +51,12 @@ ENRICH_BATCH = 25
 # A job picked up this many times without finishing (crashes, outages, restarts) fails
 # with a clear error rather than looping forever.
 MAX_ATTEMPTS = 25
+# How often the job row is read while a provider call runs (a cancel takes effect within it).
+WATCH_SECONDS = 0.5
+# A page (or enrichment batch) still rate limited after the adapter's own waits: paused for
+# this long, then asked again, this many times before the job fails with UPSTREAM_ERROR.
+RATE_LIMIT_PAUSE_SECONDS = 30.0
+RATE_LIMIT_RETRIES = 3
 
 
 class _Stop(Exception):
@@ -67,6 +80,9 @@ class JobRunner:
         stopping: asyncio.Event | None = None,
         metrics: JobMetrics | None = None,
         database_wait_seconds: float = 60.0,
+        watch_seconds: float = WATCH_SECONDS,
+        rate_limit_pause_seconds: float = RATE_LIMIT_PAUSE_SECONDS,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
     ) -> None:
         self.engine = engine
         self.provider = provider
@@ -74,6 +90,9 @@ class JobRunner:
         self.stopping = stopping or asyncio.Event()
         self.metrics = metrics or JobMetrics()
         self.database_wait_seconds = database_wait_seconds
+        self.watch_seconds = watch_seconds
+        self.rate_limit_pause_seconds = rate_limit_pause_seconds
+        self.rate_limit_retries = rate_limit_retries
 
     async def run(self, job_id: str) -> None:
         """Run (or resume) the job; returns when it is final or no longer ours. Raises
@@ -131,7 +150,10 @@ class JobRunner:
         state = _Import(job.pages_done, job.found, job.resume_cursor)
         source = Source.of(job.source, job.max_results)
         per_prospect = 2 if job.search_emails else 1
-        async for page in import_pages(self.provider, account, source, state.cursor):
+        while True:
+            page = await self._provider_call(
+                job, partial(fetch_page, self.provider, account, source, state.cursor)
+            )
             remaining = source.limit - state.found
             profiles = page.profiles[:remaining]
             last = page.next_cursor is None or len(page.profiles) >= remaining
@@ -160,19 +182,11 @@ class JobRunner:
 
             await self._transaction(commit)
             state.pages_done, state.found = n + 1, state.found + len(profiles)
+            state.cursor = page.next_cursor
             if last:
                 return
             if self.stopping.is_set():
                 raise WorkerStopping
-        # The source ended with an empty page: the stage ends with no page to commit.
-        await self._transaction(lambda conn: self._end_import(conn, job, state.pages_done))
-
-    async def _end_import(self, conn: AsyncConnection, job: runs.RunningJob, n: int) -> None:
-        locked = await self._lock(conn, job)
-        if locked.pages_done != n:
-            raise _Stop
-        empty = runs.PageResult(0, 0, 0, 0, 0, None, 1.0, last=True)
-        await runs.page_done(conn, job.account_group_id, job.id, empty)
 
     async def _write_page(
         self,
@@ -255,7 +269,9 @@ class JobRunner:
                 )
                 for b in batch
             ]
-            found = await self.provider.enrich(account, profiles, job.search_emails)
+            found = await self._provider_call(
+                job, partial(self.provider.enrich, account, profiles, job.search_emails)
+            )
             by_member = {e.member_id: e for e in found}
             updates = []
             for b in batch:
@@ -284,6 +300,52 @@ class JobRunner:
         group: str, job_id: str, after: str | None, conn: AsyncConnection
     ) -> list[runs.ToEnrich]:
         return await runs.next_to_enrich(conn, group, job_id, after, ENRICH_BATCH)
+
+    # --- waiting on the provider ----------------------------------------------------------
+
+    async def _provider_call(self, job: runs.RunningJob, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, watched (see `_watched`); a call still rate limited after the adapter's
+        deadline is paused and made again, `rate_limit_retries` times, the job `running`."""
+        paused = 0
+        while True:
+            try:
+                return await self._watched(job, call())
+            except ProviderError as exc:
+                if exc.failure != "rate_limited" or paused >= self.rate_limit_retries:
+                    raise
+            paused += 1
+            logger.info(
+                "job %s rate limited by the provider: page asked again in %gs (%d/%d)",
+                job.id,
+                self.rate_limit_pause_seconds,
+                paused,
+                self.rate_limit_retries,
+            )
+            await self._watched(job, asyncio.sleep(self.rate_limit_pause_seconds), pause=True)
+
+    async def _watched(self, job: runs.RunningJob, work: Awaitable[T], *, pause: bool = False) -> T:
+        """`work`, while the job row is read every `watch_seconds`: once the job is no longer
+        running under this attempt (a cancel), `work` is cancelled and _Stop raised. A pause
+        also ends on the worker stopping (a provider call rather finishes its page)."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.watch_seconds)
+                if done:
+                    return task.result()
+                if pause and self.stopping.is_set():
+                    raise WorkerStopping
+                if not await self._read(partial(self._still_ours, job)):
+                    raise _Stop
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    @staticmethod
+    async def _still_ours(job: runs.RunningJob, conn: AsyncConnection) -> bool:
+        return await runs.still_running(conn, job.account_group_id, job.id, job.attempts)
 
     # --- the end -------------------------------------------------------------------------
 
