@@ -7,11 +7,9 @@ twice), and the job's counts, progress and resume cursor moved on. A cancel comm
 or after a page, never inside one: once it has, no page commits. The provider is called
 with no transaction and no connection held, so a slow provider never blocks a cancel.
 
-While a provider call runs, the job's row is looked at every `watch_seconds`: a cancel (or a
-newer attempt) cancels the call at once, so a job never writes or waits on the provider after
-it was cancelled. A provider that still rate limits once the adapter's deadline is spent makes
-the runner pause and ask for the same page again (the job stays `running`), a few times; any
-other `ProviderError` fails the job with its code, keeping (and charging) the pages before.
+A provider call is watched and made with patience (patience.py): a cancel stops it at once, a
+rate-limited provider slows the job down; any other `ProviderError` fails the job with its code,
+keeping (and charging) the pages before.
 
 A job is resumable at any point: a worker killed mid-page leaves the job at its last
 committed page; the next attempt (`attempts` + 1, which also fences off the old one should
@@ -21,7 +19,6 @@ it still be alive) fetches from `resume_cursor` on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +34,13 @@ from sonarly_api.credits import service as credits
 from sonarly_api.db import is_unavailable
 from sonarly_api.prospecting import run_repository as runs
 from sonarly_api.prospecting.metrics import JobMetrics
+from sonarly_api.prospecting.patience import (
+    RATE_LIMIT_PAUSE_SECONDS,
+    RATE_LIMIT_RETRIES,
+    WATCH_SECONDS,
+    JobGone,
+    ProviderPatience,
+)
 from sonarly_api.prospecting.queue import DatabaseUnavailable, WorkerStopping
 from sonarly_api.prospecting.sources import Source, fetch_page
 from sonarly_api.prospects.import_rows import StagedRow
@@ -51,12 +55,6 @@ ENRICH_BATCH = 25
 # A job picked up this many times without finishing (crashes, outages, restarts) fails
 # with a clear error rather than looping forever.
 MAX_ATTEMPTS = 25
-# How often the job row is read while a provider call runs (a cancel takes effect within it).
-WATCH_SECONDS = 0.5
-# A page (or enrichment batch) still rate limited after the adapter's own waits: paused for
-# this long, then asked again, this many times before the job fails with UPSTREAM_ERROR.
-RATE_LIMIT_PAUSE_SECONDS = 30.0
-RATE_LIMIT_RETRIES = 3
 
 
 class _Stop(Exception):
@@ -90,9 +88,9 @@ class JobRunner:
         self.stopping = stopping or asyncio.Event()
         self.metrics = metrics or JobMetrics()
         self.database_wait_seconds = database_wait_seconds
-        self.watch_seconds = watch_seconds
-        self.rate_limit_pause_seconds = rate_limit_pause_seconds
-        self.rate_limit_retries = rate_limit_retries
+        self.patience = ProviderPatience(
+            self.stopping, watch_seconds, rate_limit_pause_seconds, rate_limit_retries
+        )
 
     async def run(self, job_id: str) -> None:
         """Run (or resume) the job; returns when it is final or no longer ours. Raises
@@ -304,44 +302,13 @@ class JobRunner:
     # --- waiting on the provider ----------------------------------------------------------
 
     async def _provider_call(self, job: runs.RunningJob, call: Callable[[], Awaitable[T]]) -> T:
-        """`call()`, watched (see `_watched`); a call still rate limited after the adapter's
-        deadline is paused and made again, `rate_limit_retries` times, the job `running`."""
-        paused = 0
-        while True:
-            try:
-                return await self._watched(job, call())
-            except ProviderError as exc:
-                if exc.failure != "rate_limited" or paused >= self.rate_limit_retries:
-                    raise
-            paused += 1
-            logger.info(
-                "job %s rate limited by the provider: page asked again in %gs (%d/%d)",
-                job.id,
-                self.rate_limit_pause_seconds,
-                paused,
-                self.rate_limit_retries,
-            )
-            await self._watched(job, asyncio.sleep(self.rate_limit_pause_seconds), pause=True)
-
-    async def _watched(self, job: runs.RunningJob, work: Awaitable[T], *, pause: bool = False) -> T:
-        """`work`, while the job row is read every `watch_seconds`: once the job is no longer
-        running under this attempt (a cancel), `work` is cancelled and _Stop raised. A pause
-        also ends on the worker stopping (a provider call rather finishes its page)."""
-        task = asyncio.ensure_future(work)
+        """`call()` made with patience (patience.py): watched for a cancel, paused and made
+        again while the provider rate limits."""
+        still_ours = partial(self._read, partial(self._still_ours, job))
         try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=self.watch_seconds)
-                if done:
-                    return task.result()
-                if pause and self.stopping.is_set():
-                    raise WorkerStopping
-                if not await self._read(partial(self._still_ours, job)):
-                    raise _Stop
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            return await self.patience.call(job.id, still_ours, call)
+        except JobGone:
+            raise _Stop from None
 
     @staticmethod
     async def _still_ours(job: runs.RunningJob, conn: AsyncConnection) -> bool:
