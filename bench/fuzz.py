@@ -168,7 +168,8 @@ def _run(max_examples: int, seed: int | None, fake: FakeProvider) -> int:
         )
         data = make_dataset(env, LOG_DIR, prospects=200, tag="fuzz")
         key, jobs_group = jobs_key(env, data)
-        connect_linkedin(env, fake, [data.group, data.other_group])
+        # The jobs' group too (third: its lists are ll-2 and ss-2, see fuzz_hooks.before_call).
+        connect_linkedin(env, fake, [data.group, data.other_group, jobs_group])
         port = free_port()
         log = LOG_DIR / "server.log"
         with serve(env, port, log) as proc:

@@ -9,9 +9,10 @@ that follows docs/provider-api.md, for tests of the HTTP provider and of what us
         fake.requests                               # what the adapter sent
 
 Faults are served in the order they were added, each to the next request whose path contains
-`path_contains` (any request when None), `times` times (None: for ever). Every request is
-recorded (method, path, query, headers, JSON body, when), and the number of requests in flight
-is tracked per provider account.
+`path_contains` (any request when None), `times` times (None: for ever), once `after` such
+requests went through untouched (e.g. `after=1`: page 2 on; the first matching fault
+decides). Every request is recorded (method, path, query, headers, JSON body, when), and the
+number of requests in flight is tracked per provider account.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Fault:
     delay: float = 0.0
     retry_after: str | None = None
     path_contains: str | None = None
+    after: int = 0  # let this many matching requests through first
 
 
 @dataclass(frozen=True)
@@ -139,9 +141,10 @@ class FakeProvider:
         delay: float = 0.0,
         retry_after: str | None = None,
         path_contains: str | None = None,
+        after: int = 0,
     ) -> None:
         with self._lock:
-            self._faults.append(Fault(kind, times, delay, retry_after, path_contains))
+            self._faults.append(Fault(kind, times, delay, retry_after, path_contains, after))
 
     def reset(self) -> None:
         with self._lock:
@@ -163,6 +166,9 @@ class FakeProvider:
         with self._lock:
             for fault in self._faults:
                 if fault.path_contains is None or fault.path_contains in path:
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:

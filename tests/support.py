@@ -359,6 +359,16 @@ async def sandbox_profiles(group: str, url: str) -> list[Profile]:
         cursor = page.next_cursor
 
 
+async def sandbox_listing_id(group: str, field: str) -> str:
+    """The first id of the group's sandbox Sales Navigator listing a `field` (leadListId or
+    savedSearchId) must be one of for a job to start."""
+    provider = SandboxProvider(page_delay_ms=0)
+    who = ProviderAccount(group, None)
+    if field == "leadListId":
+        return (await provider.list_lead_lists(who))[0].id
+    return (await provider.list_saved_searches(who))[0].id
+
+
 async def wait_until(
     predicate: Callable[[], Awaitable[bool]], seconds: float, what: str, every: float = 0.05
 ) -> None:

@@ -158,6 +158,19 @@ def _jobs_at_seeded_group(case: OpenApiCase) -> None:
         parameters["accountGroupId"] = GROUP
 
 
+def _listed_sales_navigator_id(case: OpenApiCase, lead_list: str, saved_search: str) -> None:
+    """A "valid" sales_navigator start names one of the group's listings: ids are the
+    provider's, which no schema can list, and any other is the contract's 400 (as for a
+    cursor, a genuine value replaces the drawn one; invalid cases keep theirs)."""
+    body = case.body
+    if not (_positive(case) and case.operation.path == JOBS and isinstance(body, dict)):
+        return
+    if isinstance(body.get("leadListId"), str):
+        body["leadListId"] = lead_list
+    if isinstance(body.get("savedSearchId"), str):
+        body["savedSearchId"] = saved_search
+
+
 def _document() -> dict[str, Any]:
     """The app's OpenAPI document (it does not depend on the database), plus explicit examples
     that reach the seeded data: Schemathesis' examples phase sends them first."""
@@ -423,6 +436,7 @@ def served(seeded: str, database_url: str, listing_provider: FakeProvider) -> st
 def test_operation_conforms(case: OpenApiCase, served: str) -> None:
     _with_genuine_cursor(case)
     _jobs_at_seeded_group(case)
+    _listed_sales_navigator_id(case, "ll-0", "ss-0")
     if _mislabelled_provider_id(case):
         reject()
     response = case.call_and_validate()
@@ -477,6 +491,7 @@ class JobStateMachine(stateful_schema.as_state_machine()):  # type: ignore[misc]
     def before_call(self, case: OpenApiCase) -> None:
         _with_genuine_cursor(case)
         _jobs_at_seeded_group(case)
+        _listed_sales_navigator_id(case, "ll-0", "ss-0")
 
     def after_call(self, response: Any, case: OpenApiCase) -> None:
         path_id = (case.path_parameters or {}).get("jobId")

@@ -96,8 +96,9 @@ class InternalError(AppError):
 
 
 class BadRequest(AppError):
-    """400 VALIDATION_ERROR: the prospecting endpoints' answer to invalid input (the lookup's
-    path parameters keep the reference's 422, `ValidationFailed`)."""
+    """400 VALIDATION_ERROR: the answer of the job and Sales Navigator endpoints to invalid
+    ids, bodies and queries (the lookup's path parameters keep the reference's 422,
+    `ValidationFailed`). One class for both, so they cannot drift apart."""
 
     status = 400
     code = "VALIDATION_ERROR"

@@ -15,7 +15,7 @@ from sonarly_api.app import create_app
 from tests.conftest import PEPPER, Factory, client_for, make_settings, started
 from tests.prospecting.test_start import error_of
 from tests.servers import Server, free_port, running, service_env, uvicorn_argv
-from tests.support import count_jobs, search_body, tenant
+from tests.support import count_jobs, sandbox_listing_id, search_body, tenant
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,10 @@ class TestOverHttp:
     async def test_a_body_sent_as_curl_d_sends_it(self, server: Server, factory: Factory) -> None:
         """`curl -d` labels the body application/x-www-form-urlencoded: still read as JSON."""
         who = await tenant(factory)
-        body = b'{"source": "sales_navigator", "leadListId": "123", "maxResults": 5}'
+        lead_list = await sandbox_listing_id(who.group, "leadListId")
+        body = b'{"source": "sales_navigator", "leadListId": "%s", "maxResults": 5}' % (
+            lead_list.encode()
+        )
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             response = await http.post(
                 who.jobs,

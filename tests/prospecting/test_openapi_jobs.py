@@ -37,11 +37,31 @@ OPERATIONS = [
     (CANCEL, "post", "cancelProspectingJob", "200", "ProspectingJobCancelSuccessResponse"),
 ]
 STATUSES = {
-    "startProspectingJob": {"200", "202", "400", "401", "402", "403", "409", "429", "500", "503"},
+    "startProspectingJob": {
+        "200",
+        "202",
+        "400",
+        "401",
+        "402",
+        "403",
+        "409",
+        "429",
+        "500",
+        "502",
+        "503",
+    },
     "listProspectingJobs": {"200", "400", "401", "403", "429", "500", "503"},
     "getProspectingJob": {"200", "400", "401", "403", "404", "429", "500", "503"},
     "cancelProspectingJob": {"200", "400", "401", "403", "404", "422", "429", "500", "503"},
 }
+
+
+def test_the_start_documents_both_409_codes_and_502(document: dict[str, Any]) -> None:
+    responses = document["paths"][JOBS]["post"]["responses"]
+    assert "IDEMPOTENCY_KEY_REUSED" in responses["409"]["description"]
+    assert "LINKEDIN_NOT_CONNECTED" in responses["409"]["description"]
+    assert "UPSTREAM_ERROR" in responses["502"]["description"]
+    assert content(responses["502"])["example"]["error"]["code"] == "UPSTREAM_ERROR"
 
 
 class TestJobOperations:

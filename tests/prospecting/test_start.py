@@ -17,6 +17,7 @@ from tests.support import (
     credits_view,
     job_row,
     jobs_path,
+    sandbox_listing_id,
     search_body,
     set_job,
     start,
@@ -129,13 +130,14 @@ class TestStartAccepted:
     @pytest.mark.parametrize(
         ("body", "stored"),
         [
+            # LISTED: one of the group's listings (the sandbox's), as the start requires.
             (
-                {"source": "sales_navigator", "savedSearchId": "51234567"},
-                {"source": "sales_navigator", "savedSearchId": "51234567"},
+                {"source": "sales_navigator", "savedSearchId": "LISTED"},
+                {"source": "sales_navigator", "savedSearchId": "LISTED"},
             ),
             (
-                {"source": "sales_navigator", "leadListId": "7061234567890"},
-                {"source": "sales_navigator", "leadListId": "7061234567890"},
+                {"source": "sales_navigator", "leadListId": "LISTED"},
+                {"source": "sales_navigator", "leadListId": "LISTED"},
             ),
             (
                 {
@@ -162,6 +164,10 @@ class TestStartAccepted:
         stored: dict[str, Any],
     ) -> None:
         who = await tenant(factory)
+        for field in ("leadListId", "savedSearchId"):
+            if body.get(field) == "LISTED":
+                listed = await sandbox_listing_id(who.group, field)
+                body, stored = {**body, field: listed}, {**stored, field: listed}
 
         response = await start(client, who, {**body, "maxResults": 10})
 

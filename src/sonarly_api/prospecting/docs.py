@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sonarly_api.envelope import ErrorResponse
 from sonarly_api.openapi import EXTRA_EXAMPLES, EXTRA_SCHEMAS, reference_trace_id
 from sonarly_api.prospecting.models import JOB_STATUSES
 from sonarly_api.prospecting.schemas import (
@@ -67,6 +68,20 @@ START_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "An Idempotency-Key replayed a job that is already finished",
         "headers": _START_HEADERS,
         "links": {"ReplayedJobStatus": _LINK_GET},
+    },
+}
+# The start's 409 and 502 (the shared table describes only one code per status).
+START_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorResponse,
+        "description": "`IDEMPOTENCY_KEY_REUSED`: the Idempotency-Key went with another body; "
+        "or `LINKEDIN_NOT_CONNECTED`: the source reads LinkedIn and the account group has no "
+        "connected LinkedIn account",
+    },
+    502: {
+        "model": ErrorResponse,
+        "description": "`UPSTREAM_ERROR`: the data provider failed while the source was "
+        "checked (`details` names the class of failure)",
     },
 }
 STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {

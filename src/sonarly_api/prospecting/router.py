@@ -89,7 +89,8 @@ def _job_location(account_group_id: str, job_id: str) -> str:
     response_model=ProspectingJobStartSuccessResponse,
     responses={
         **docs.START_RESPONSES,
-        **error_responses(400, 401, 402, 403, 409, 429, 500, 503),
+        **error_responses(400, 401, 402, 403, 409, 429, 500, 502, 503),
+        **docs.START_ERROR_RESPONSES,
     },
     operation_id="startProspectingJob",
     summary="Start a prospecting job",
@@ -105,10 +106,15 @@ async def start_prospecting_job(
 
     Reserves the job's worst case in credits (`maxResults`, or the number of URLs, times 2
     with `searchEmails`). With an `Idempotency-Key`, the same body sent again returns the
-    same job (`Idempotent-Replayed: true`), another body is 409.
+    same job (`Idempotent-Replayed: true`), another body is 409 `IDEMPOTENCY_KEY_REUSED`.
+    A source read through LinkedIn (every one but `url_upload`) needs a connected LinkedIn
+    account (409 `LINKEDIN_NOT_CONNECTED`); a `leadListId` or `savedSearchId` must be one of
+    the group's Sales Navigator listings (400); 502 `UPSTREAM_ERROR` when the data provider
+    cannot say.
     """
     outcome = await service.start_job(
         request.app.state.sonarly.db,
+        request.app.state.sonarly.provider,
         principal,
         account_group_id,
         await request.body(),

@@ -90,6 +90,19 @@ async def lock(conn: AsyncConnection, group: str, job_id: str) -> LockedJob | No
     return None if row is None else LockedJob(**row._mapping)
 
 
+async def still_running(conn: AsyncConnection, group: str, job_id: str, attempts: int) -> bool:
+    """Is the job still running under this attempt? (No lock: a watch while the provider
+    answers, which must never wait for a cancel's transaction.)"""
+    value = await conn.scalar(
+        text(
+            "SELECT status = 'running' AND attempts = :attempts FROM prospecting_jobs"
+            " WHERE id = :id AND account_group_id = :group"
+        ),
+        {"id": job_id, "group": group, "attempts": attempts},
+    )
+    return bool(value)
+
+
 @dataclass(frozen=True)
 class Existing:
     prospect_id: str

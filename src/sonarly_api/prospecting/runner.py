@@ -7,6 +7,10 @@ twice), and the job's counts, progress and resume cursor moved on. A cancel comm
 or after a page, never inside one: once it has, no page commits. The provider is called
 with no transaction and no connection held, so a slow provider never blocks a cancel.
 
+A provider call is watched and made with patience (patience.py): a cancel stops it at once, a
+rate-limited provider slows the job down; any other `ProviderError` fails the job with its code,
+keeping (and charging) the pages before.
+
 A job is resumable at any point: a worker killed mid-page leaves the job at its last
 committed page; the next attempt (`attempts` + 1, which also fences off the old one should
 it still be alive) fetches from `resume_cursor` on.
@@ -30,8 +34,15 @@ from sonarly_api.credits import service as credits
 from sonarly_api.db import is_unavailable
 from sonarly_api.prospecting import run_repository as runs
 from sonarly_api.prospecting.metrics import JobMetrics
+from sonarly_api.prospecting.patience import (
+    RATE_LIMIT_PAUSE_SECONDS,
+    RATE_LIMIT_RETRIES,
+    WATCH_SECONDS,
+    JobGone,
+    ProviderPatience,
+)
 from sonarly_api.prospecting.queue import DatabaseUnavailable, WorkerStopping
-from sonarly_api.prospecting.sources import Source, import_pages
+from sonarly_api.prospecting.sources import Source, fetch_page
 from sonarly_api.prospects.import_rows import StagedRow
 from sonarly_api.prospects.validation import MAX_PROVIDER_ID_LENGTH
 from sonarly_api.prospects.writer import write_rows
@@ -67,6 +78,9 @@ class JobRunner:
         stopping: asyncio.Event | None = None,
         metrics: JobMetrics | None = None,
         database_wait_seconds: float = 60.0,
+        watch_seconds: float = WATCH_SECONDS,
+        rate_limit_pause_seconds: float = RATE_LIMIT_PAUSE_SECONDS,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
     ) -> None:
         self.engine = engine
         self.provider = provider
@@ -74,6 +88,9 @@ class JobRunner:
         self.stopping = stopping or asyncio.Event()
         self.metrics = metrics or JobMetrics()
         self.database_wait_seconds = database_wait_seconds
+        self.patience = ProviderPatience(
+            self.stopping, watch_seconds, rate_limit_pause_seconds, rate_limit_retries
+        )
 
     async def run(self, job_id: str) -> None:
         """Run (or resume) the job; returns when it is final or no longer ours. Raises
@@ -131,7 +148,10 @@ class JobRunner:
         state = _Import(job.pages_done, job.found, job.resume_cursor)
         source = Source.of(job.source, job.max_results)
         per_prospect = 2 if job.search_emails else 1
-        async for page in import_pages(self.provider, account, source, state.cursor):
+        while True:
+            page = await self._provider_call(
+                job, partial(fetch_page, self.provider, account, source, state.cursor)
+            )
             remaining = source.limit - state.found
             profiles = page.profiles[:remaining]
             last = page.next_cursor is None or len(page.profiles) >= remaining
@@ -160,19 +180,11 @@ class JobRunner:
 
             await self._transaction(commit)
             state.pages_done, state.found = n + 1, state.found + len(profiles)
+            state.cursor = page.next_cursor
             if last:
                 return
             if self.stopping.is_set():
                 raise WorkerStopping
-        # The source ended with an empty page: the stage ends with no page to commit.
-        await self._transaction(lambda conn: self._end_import(conn, job, state.pages_done))
-
-    async def _end_import(self, conn: AsyncConnection, job: runs.RunningJob, n: int) -> None:
-        locked = await self._lock(conn, job)
-        if locked.pages_done != n:
-            raise _Stop
-        empty = runs.PageResult(0, 0, 0, 0, 0, None, 1.0, last=True)
-        await runs.page_done(conn, job.account_group_id, job.id, empty)
 
     async def _write_page(
         self,
@@ -255,7 +267,9 @@ class JobRunner:
                 )
                 for b in batch
             ]
-            found = await self.provider.enrich(account, profiles, job.search_emails)
+            found = await self._provider_call(
+                job, partial(self.provider.enrich, account, profiles, job.search_emails)
+            )
             by_member = {e.member_id: e for e in found}
             updates = []
             for b in batch:
@@ -284,6 +298,21 @@ class JobRunner:
         group: str, job_id: str, after: str | None, conn: AsyncConnection
     ) -> list[runs.ToEnrich]:
         return await runs.next_to_enrich(conn, group, job_id, after, ENRICH_BATCH)
+
+    # --- waiting on the provider ----------------------------------------------------------
+
+    async def _provider_call(self, job: runs.RunningJob, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()` made with patience (patience.py): watched for a cancel, paused and made
+        again while the provider rate limits."""
+        still_ours = partial(self._read, partial(self._still_ours, job))
+        try:
+            return await self.patience.call(job.id, still_ours, call)
+        except JobGone:
+            raise _Stop from None
+
+    @staticmethod
+    async def _still_ours(job: runs.RunningJob, conn: AsyncConnection) -> bool:
+        return await runs.still_running(conn, job.account_group_id, job.id, job.attempts)
 
     # --- the end -------------------------------------------------------------------------
 

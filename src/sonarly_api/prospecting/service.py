@@ -13,15 +13,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from sonarly_api.auth.principal import Principal
 from sonarly_api.credits import service as credits
 from sonarly_api.credits.plans import MAX_RESULTS_CAP
 from sonarly_api.db import Database
-from sonarly_api.errors import AccountGroupForbidden, NotFound, ValidationFailed
+from sonarly_api.errors import AccountGroupForbidden, BadRequest, NotFound, ValidationFailed
 from sonarly_api.ids import is_id
+from sonarly_api.linkedin.connections import require_connected
+from sonarly_api.linkedin.service import check_sales_navigator_source
 from sonarly_api.prospecting import idempotency, repository, validation
 from sonarly_api.prospecting.repository import JobHead
-from sonarly_api.prospecting.validation import BadRequest, StartRequest
+from sonarly_api.prospecting.validation import StartRequest
+from sonarly_api.providers.base import Provider
 from sonarly_api.timestamps import iso_millis
 
 
@@ -60,8 +65,53 @@ def credits_needed(max_results: int, search_emails: bool) -> int:
     return max_results * (2 if search_emails else 1)
 
 
+async def check_source(
+    db: Database, provider: Provider, group: str, source: dict[str, Any]
+) -> None:
+    """What only the provider can say about a valid body, before anything is reserved:
+    409 LINKEDIN_NOT_CONNECTED for a source that reads LinkedIn through the group's account
+    (url_upload reads public profiles: no account needed), 400 naming `leadListId` or
+    `savedSearchId` when it is not one of the group's listings, 502 when the provider fails."""
+    kind = source["source"]
+    if kind == "url_upload":
+        return
+    if kind == "sales_navigator":
+        await check_sales_navigator_source(
+            db,
+            provider,
+            group,
+            lead_list_id=source.get("leadListId"),
+            saved_search_id=source.get("savedSearchId"),
+        )
+        return
+    await require_connected(db, provider, group)
+
+
+async def _replay_or_plan(
+    db: Database, principal: Principal, group: str, request: StartRequest, key: str | None
+) -> StartOutcome | None:
+    """The replay of `key`, when it names a job already (so a replay never calls the
+    provider), after the checks that come before it (403, the plan's cap). None: no replay."""
+
+    async def read(conn: AsyncConnection) -> tuple[str | None, tuple[bytes, JobHead] | None]:
+        plan = await repository.plan_of(conn, group)
+        if plan is None or key is None:
+            return plan, None
+        return plan, await repository.find_idempotency_key(conn, principal.key_id, group, key)
+
+    plan, found = await db.read(read)
+    if plan is None:  # deleted since the key's grants were cached
+        raise AccountGroupForbidden()
+    max_results = _max_results(request, plan)
+    if found is None:
+        return None
+    request_hash = idempotency.request_hash(request, max_results)
+    return StartOutcome(idempotency.replay(found[0], request_hash, found[1]), True)
+
+
 async def start_job(
     db: Database,
+    provider: Provider,
     principal: Principal,
     raw_account_group_id: str,
     body: bytes,
@@ -71,6 +121,11 @@ async def start_job(
     principal.ensure_account_group(group)
     request = validation.start_request(body)
     key = validation.idempotency_key(raw_idempotency_key)
+    replayed = await _replay_or_plan(db, principal, group, request, key)
+    if replayed is not None:
+        return replayed
+    # No transaction is open while the provider answers (it may take seconds).
+    await check_source(db, provider, group, request.source)
     try:
         async with db.engine.begin() as conn:
             plan = await repository.plan_of(conn, group)

@@ -3,7 +3,6 @@ provider: the four kinds behind one async iterator, resumable from a stored curs
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,21 +56,10 @@ def _url_offset(cursor: str | None) -> int:
     return int(cursor[2:])
 
 
-async def import_pages(
-    provider: Provider, account: ProviderAccount, source: Source, cursor: str | None
-) -> AsyncIterator[Page]:
-    """The source's pages from `cursor` (None: the first) to its end."""
-    while True:
-        page = await _page(provider, account, source, cursor)
-        yield page
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
-
-
-async def _page(
+async def fetch_page(
     provider: Provider, account: ProviderAccount, source: Source, cursor: str | None
 ) -> Page:
+    """The source's page at `cursor` (None: the first); its `next_cursor` is None at the end."""
     kind = source.kind
     if kind == "url_upload":
         offset = _url_offset(cursor)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sonarly_api.errors import AppError
+from sonarly_api.errors import BadRequest
 from sonarly_api.ids import is_id
 from sonarly_api.prospecting import urls
 from sonarly_api.prospecting.models import JOB_STATUSES
@@ -34,14 +34,6 @@ SALES_NAVIGATOR_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 IDEMPOTENCY_KEY_MAX = 255
-
-
-class BadRequest(AppError):
-    """400 VALIDATION_ERROR: the job endpoints' code for bad ids, bodies and queries."""
-
-    status = 400
-    code = "VALIDATION_ERROR"
-    message = "Request validation failed."
 
 
 def path_id(raw: str, name: str) -> str:
