@@ -303,7 +303,9 @@ async def _load(url: str, spec: Spec, identity: str, log: Log) -> Manifest:
     try:
         async with engine.begin() as conn:
             await conn.execute(
-                text("TRUNCATE prospects, persons, api_key_grants, api_keys, account_groups")
+                text(
+                    "TRUNCATE prospects, persons, api_key_grants, api_keys, account_groups CASCADE"
+                )
             )
         async with engine.begin() as conn:
             group_ids = [

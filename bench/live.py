@@ -158,6 +158,9 @@ def make_dataset(env: Mapping[str, str], work_dir: Path, prospects: int, tag: st
         other,
         "--permission",
         "prospects:read",
+        # The Sales Navigator listings (`make fuzz` covers them).
+        "--permission",
+        "prospecting:read",
     )["key"]
     ambiguous = [f"{tag}-amb-{i}" for i in range(max(1, prospects // 200))]
     unique = [f"{tag}-uni-{i}-ü" for i in range(prospects - 2 * len(ambiguous))]

@@ -69,14 +69,22 @@ class Stats:
 
 
 def load_requests(mix_file: str, port: int) -> list[bytes]:
+    """One request per line of the mix: "path<TAB>key" is a GET, "path<TAB>key<TAB>body" a
+    POST of that JSON body (bench/batch.py)."""
     requests = []
     with open(mix_file, encoding="ascii") as lines:
         for line in lines:
-            path, _, key = line.rstrip("\n").partition("\t")
-            requests.append(
-                f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-                f"Authorization: Bearer {key}\r\n\r\n".encode()
-            )
+            path, key, *body = line.rstrip("\n").split("\t", 2)
+            head = f"{HOST}:{port}\r\nAuthorization: Bearer {key}\r\n"
+            if body:
+                content = body[0].encode()
+                requests.append(
+                    f"POST {path} HTTP/1.1\r\nHost: {head}Content-Type: application/json\r\n"
+                    f"Content-Length: {len(content)}\r\n\r\n".encode()
+                    + content
+                )
+            else:
+                requests.append(f"GET {path} HTTP/1.1\r\nHost: {head}\r\n".encode())
     if not requests:
         raise SystemExit(f"{mix_file}: no request")
     return requests

@@ -75,7 +75,13 @@ def summarize(raw: str, top: int = 15) -> dict[str, Any]:
 
 
 def profile_service(
-    bench: Bench, service: Server, mix: Path, pg_pid: int | None, url: str, log: Log
+    bench: Bench,
+    service: Server,
+    mix: Path,
+    pg_pid: int | None,
+    url: str,
+    log: Log,
+    output: Path = OUTPUT,
 ) -> dict[str, Any]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -84,7 +90,7 @@ def profile_service(
     if not workers:
         raise HarnessError("no service worker to profile")
     duration = bench.plan.duration
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         py_spy,
         "record",
@@ -94,7 +100,7 @@ def profile_service(
         "--duration",
         str(max(1, round(duration))),
         "--output",
-        str(OUTPUT),
+        str(output),
         "--pid",
         str(workers[-1]),
     ]
@@ -105,11 +111,12 @@ def profile_service(
         spy.wait(timeout=duration + 30)
     finally:
         bench.children.release(spy)
-    if not OUTPUT.exists():
+    if not output.exists():
         raise HarnessError(
             "py-spy wrote no profile:\n" + bench.children.log_path("py-spy").read_text()[-1000:]
         )
-    summary = summarize(OUTPUT.read_text(errors="replace"))
+    summary = summarize(output.read_text(errors="replace"))
+    summary["raw_stacks"] = str(output)
     summary["rps_while_profiled"] = run["rps"]
     for title in ("inclusive_pct", "self_pct", "sonarly_api_inclusive_pct"):
         log(f"  {title}: " + ", ".join(f"{k} {v}%" for k, v in summary[title].items()))

@@ -1,6 +1,7 @@
 """`make bench` / `make bench-smoke`: dataset, servers, identity check, load, report.
 
     python -m bench.run [--smoke] [--rows-10m] [--rounds N] [--duration S] [--profile]
+                        [--batch-only]
 
 Every step runs on the embedded PostgreSQL (Unix socket) and, when BENCH_DATABASE_URL is set,
 again on that server over TCP; docs/performance.md shows both paths side by side, and the
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import identity, report, stalls
+from bench import batch, identity, report, stalls
 from bench.cpu import CpuMeter, Tree, busy_cores, listener_pid
 from bench.dataset import (
     DbServer,
@@ -76,6 +77,7 @@ class Plan:
     timeout: float = 2.0
     profile: bool = False
     stall_probe: bool = False
+    batch_only: bool = False  # only the batch point (bench/batch.py)
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -129,7 +131,9 @@ def plan(args: argparse.Namespace) -> Plan:
     if args.pool_sizes:
         pools = tuple(int(size) for size in args.pool_sizes.split(",") if size.strip())
         chosen = replace(chosen, pool_sizes=pools)
-    return replace(chosen, profile=args.profile, stall_probe=args.stall_probe)
+    return replace(
+        chosen, profile=args.profile, stall_probe=args.stall_probe, batch_only=args.batch_only
+    )
 
 
 def log(message: str) -> None:
@@ -352,6 +356,7 @@ def measure(bench: Bench) -> Json:
         profile = profile_service(bench, service, mix, pg_pid, url, log)
 
     bench.children.release(baseline.proc)
+    batch_point = batch.measure_batch(bench, service, manifest, mix, url, pg_pid, log)
     bench.children.release(service.proc)
     pool_sweep = measure_pool_sizes(bench, mix, pg_pid, url, manifest)
     scaling = measure_scaling(bench, scale_rate)
@@ -367,6 +372,7 @@ def measure(bench: Bench) -> Json:
         "identity_probes": probes,
         "scale_rate": scale_rate,
         "profile": profile,
+        "batch_point": batch_point,
     }
 
 
@@ -517,6 +523,7 @@ def assemble(bench: Bench, measured: Json) -> Json:
     }
     if measured["profile"] is not None:
         results["profile"] = measured["profile"]
+    results["batch_point"] = measured["batch_point"]
     results["targets"] = report.targets(results)
     return results
 
@@ -540,6 +547,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="both servers' event-loop stalls, split into running, waiting for a core, blocked",
     )
+    parser.add_argument(
+        "--batch-only",
+        action="store_true",
+        help="only the batch point: batch lookups of 100 against single lookups (issue 15)",
+    )
     args = parser.parse_args(argv)
     chosen = plan(args)
     install_signal_handlers()
@@ -559,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                         " used by other processes): absolute numbers will be low, ratios stay"
                         " comparable"
                     )
+                if chosen.batch_only:
+                    return _batch_only(bench, started)
                 results = assemble(bench, measure(bench))
             by_path[results["config"]["path"]] = results
     except HarnessError as exc:
@@ -584,7 +598,8 @@ def publish(path: str, results: Json, mode: str) -> None:
     block = report.table(results)
     if tcp:
         block = "### On a PostgreSQL server over TCP (BENCH_DATABASE_URL)\n\n" + block
-    print("\n" + block + "\n", flush=True)
+    batch_block = batch.table(results, batch.header)
+    print("\n" + block + "\n\n" + batch_block + "\n", flush=True)
     report.print_targets(results)
     if mode == "smoke":
         # Smoke numbers are not worth publishing: keep them out of the tracked files.
@@ -598,7 +613,23 @@ def publish(path: str, results: Json, mode: str) -> None:
         report.update_doc(block, start=report.TCP_START, end=report.TCP_END)
     else:
         report.update_doc(block)
+        batch.update_doc(batch_block)  # the batch section shows the embedded path's figures
     log(f"results: {kept.relative_to(ROOT)}, table: docs/performance.md")
+
+
+def _batch_only(bench: Bench, started: float) -> int:
+    dirty = bool(git("status", "--porcelain", "--", "src"))
+    measured = batch.measure_only(bench, log)
+    results = batch.assemble_only(bench, measured, git("rev-parse", "--short", "HEAD"), dirty)
+    block = batch.table(results, batch.header)
+    print("\n" + block + "\n", flush=True)
+    if bench.plan.mode == "smoke":
+        report.write_json(results, DATA / "bench-batch-smoke.json")
+    else:
+        report.write_json(results, report.RESULTS.with_name("batch-latest.json"))
+        batch.update_doc(block)
+    log(f"done in {time.monotonic() - started:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,112 +1,411 @@
-"""Test helpers shared by several test modules (fixtures stay in conftest.py)."""
+"""Helpers shared by test modules (fixtures stay in conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import contextlib
+import json
+import socket
+import subprocess
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import asyncpg
-import pytest
-from sqlalchemy.engine import make_url
+import httpx
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sonarly_api.credits import service as credits
+from sonarly_api.credits.schemas import CreditsView
+from sonarly_api.prospecting.models import ProspectingJob
+from sonarly_api.providers.base import Profile, ProviderAccount
+from sonarly_api.providers.sandbox import SandboxProvider
+from tests.conftest import Factory, bearer
+
+# --- Batch lookup (tests/prospects/) ----------------------------------------------------------
+
+BATCH_PATH = "/v1/accounts/{group}/prospects/by-provider-id"
+ENVELOPE_HEAD = b'{"success":true,"data":'
+ENVELOPE_TAIL = b',"error":null,"traceId":"'
 
 
-def redis_url() -> str:
-    """TEST_REDIS_URL; the test is skipped without it (failed with REQUIRE_REDIS=1)."""
-    url = os.environ.get("TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail("REQUIRE_REDIS=1 but TEST_REDIS_URL is not set")
-        pytest.skip("TEST_REDIS_URL is not set: the Redis rate-limit storage is not exercised")
-    return url
+def batch_url(group: str) -> str:
+    return BATCH_PATH.format(group=group)
 
 
-def plain_dsn(url: str) -> str:
-    """asyncpg's form of a SQLAlchemy URL."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+def single_url(group: str, provider_id: str) -> str:
+    """The single lookup's path for any provider id. Dots too are escaped: clients (httpx
+    among them) remove "." and ".." segments before sending; the server decodes %2E."""
+    encoded = urllib.parse.quote(provider_id, safe="").replace(".", "%2E")
+    return f"/v1/accounts/{group}/prospects/by-provider-id/{encoded}"
 
 
-def as_user(url: str, user: str) -> str:
-    """`url` (either form) with another user name."""
-    return make_url(url).set(username=user).render_as_string(hide_password=False)
+async def post_batch(
+    http: httpx.AsyncClient, group: str, provider_ids: list[Any], key: str | None
+) -> httpx.Response:
+    """POST the batch lookup with `{"providerIds": provider_ids}` (any JSON values)."""
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    body = json.dumps({"providerIds": provider_ids}, ensure_ascii=False).encode()
+    return await http.post(batch_url(group), content=body, headers=headers)
+
+
+def data_bytes(response: httpx.Response) -> bytes:
+    """The bytes of a 200 envelope's `data`, exactly as sent."""
+    body = response.content
+    assert body.startswith(ENVELOPE_HEAD), body[:100]
+    end = body.rindex(ENVELOPE_TAIL)
+    return body[len(ENVELOPE_HEAD) : end]
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The envelope of an error answer: status, code, trace id; returns `error`."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["success"] is False
+    assert body["data"] is None
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert body["traceId"] == response.headers["x-trace-id"]
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+# --- Prospecting jobs (tests/prospecting/) ---------------------------------------------------
+
+JOB_PERMISSIONS = ("prospecting:read", "prospecting:write")
+SEARCH_URL = "https://www.linkedin.com/search/results/people/?keywords=cto"
 
 
 @dataclass(frozen=True)
-class Role:
-    """A non-superuser login role made for one test (superusers ignore CONNECTION LIMIT)."""
+class Tenant:
+    """An account group with a plan and credits, and a key granted it."""
 
-    name: str
-    url: str  # the database's URL as this role
+    group: str
+    key_id: str
+    key: str
 
-    async def alter(self, admin_url: str, options: str) -> None:
-        await admin_sql(admin_url, f"ALTER ROLE {self.name} {options}")
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.key)
 
-
-async def admin_sql(url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(plain_dsn(url))
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
+    @property
+    def jobs(self) -> str:
+        return jobs_path(self.group)
 
 
-@asynccontextmanager
-async def service_role(database_url: str, options: str = "") -> AsyncIterator[Role]:
-    """A role with the grants the service needs on `database_url`'s tables (read keys and
-    prospects, write last use), dropped afterwards. Its name starts with `dbfaults_`."""
-    name = f"dbfaults_{secrets.token_hex(4)}"
-    await admin_sql(
-        database_url,
-        f"CREATE ROLE {name} LOGIN {options}",
-        f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {name}",
-    )
-    try:
-        yield Role(name, as_user(database_url, name))
-    finally:
-        await admin_sql(
-            database_url,
-            # Its sessions first (a test may fail while one is open), then what it was granted.
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'",
-            f"DROP OWNED BY {name}",
-            f"DROP ROLE {name}",
+def jobs_path(group: str) -> str:
+    return f"/v1/accounts/{group}/prospecting"
+
+
+def job_path(group: str, job_id: str) -> str:
+    return f"{jobs_path(group)}/{job_id}"
+
+
+def cancel_path(group: str, job_id: str) -> str:
+    return f"{job_path(group, job_id)}/cancel"
+
+
+def search_body(**fields: Any) -> dict[str, Any]:
+    return {"source": "linkedin_search", "searchUrl": SEARCH_URL, **fields}
+
+
+async def set_plan(engine: AsyncEngine, group: str, plan: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE account_groups SET plan = :plan WHERE id = :g"), {"plan": plan, "g": group}
         )
 
 
-class SilentServer:
-    """A real TCP listener that accepts connections, reads what is sent and never answers:
-    a hung Redis (or anything else) as a client sees it."""
+async def grant(engine: AsyncEngine, group: str, amount: int) -> None:
+    async with engine.begin() as conn:
+        await credits.grant(conn, group, amount, note="test")
 
-    def __init__(self) -> None:
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-        self.connections = 0
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+async def credits_view(engine: AsyncEngine, group: str) -> CreditsView:
+    async with engine.begin() as conn:
+        return await credits.show(conn, group, limit=100)
 
-    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._writers.append(writer)
-        try:
-            while await reader.read(65536):
-                pass
-        finally:
-            writer.close()
 
-    async def __aenter__(self) -> SilentServer:
-        self._server = await asyncio.start_server(self._swallow, "127.0.0.1", 0)
-        return self
+async def tenant(
+    factory: Factory,
+    *,
+    plan: str = "starter",
+    credits: int = 100_000,
+    permissions: tuple[str, ...] = JOB_PERMISSIONS,
+) -> Tenant:
+    group = await factory.group()
+    await set_plan(factory.engine, group, plan)
+    if credits:
+        await grant(factory.engine, group, credits)
+    key_id, key = await factory.key([group], permissions)
+    return Tenant(group, key_id, key)
 
-    async def __aexit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:  # wait_closed waits for them too (Python 3.12+)
-            writer.close()
-        await self._server.wait_closed()
+
+async def start(
+    client: httpx.AsyncClient,
+    who: Tenant,
+    body: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> httpx.Response:
+    headers = dict(who.headers)
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    return await client.post(
+        who.jobs, json=search_body() if body is None else body, headers=headers
+    )
+
+
+async def started_job(client: httpx.AsyncClient, who: Tenant, **fields: Any) -> str:
+    response = await start(client, who, search_body(**fields))
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["data"]["jobId"]
+    return job_id
+
+
+async def set_job(engine: AsyncEngine, job_id: str, **values: Any) -> None:
+    """Moves a job as a worker would (the worker's code is another branch's)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(ProspectingJob).where(ProspectingJob.id == job_id).values(**values)
+        )
+
+
+async def job_row(engine: AsyncEngine, job_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(ProspectingJob).where(ProspectingJob.id == job_id))).one()
+    return dict(row._mapping)
+
+
+async def count_jobs(engine: AsyncEngine, group: str) -> int:
+    async with engine.connect() as conn:
+        value = await conn.scalar(
+            text("SELECT count(*) FROM prospecting_jobs WHERE account_group_id = :g"), {"g": group}
+        )
+    return int(value or 0)
+
+
+# --- Raw HTTP/1.1 over a socket (tests/edge/): requests no HTTP client library will send ----
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return values[0] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def parse_response(raw: bytes) -> RawResponse:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
+    length = next((int(v) for k, v in headers if k.lower() == "content-length"), None)
+    return RawResponse(status, headers, body if length is None else body[:length])
+
+
+def read_all(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Everything the server sends until it closes the connection (or `timeout`)."""
+    sock.settimeout(timeout)
+    chunks = []
+    with contextlib.suppress(TimeoutError, ConnectionResetError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def send_raw(port: int, request: bytes, timeout: float = 10.0) -> RawResponse:
+    """Send `request` as is, then read until the server closes (send `Connection: close`
+    in the request, or expect the server to close)."""
+    with connect(port) as sock:
+        # The server may refuse and stop reading before the whole request is sent.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        return parse_response(read_all(sock, timeout))
+
+
+# --- Prospecting workers (tests/prospecting/test_worker*.py, tests/faults/) ----------------
+
+
+def sandbox_search(results: int, tag: str = "", **options: int) -> str:
+    """A search URL the sandbox answers with exactly `results` profiles."""
+    extra = "".join(f"&{k}={v}" for k, v in options.items())
+    return f"{SEARCH_URL}&q={tag}&sandboxResults={results}{extra}"
+
+
+async def new_job(
+    engine: AsyncEngine,
+    group: str,
+    source: dict[str, Any],
+    *,
+    max_results: int,
+    search_emails: bool = False,
+) -> str:
+    """A queued job with its reservation, as the start endpoint commits it."""
+    from sonarly_api.ids import new_id
+
+    job_id = new_id()
+    urls = source.get("profileUrls")
+    reserved = (len(urls) if urls else max_results) * (2 if search_emails else 1)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO prospecting_jobs (id, account_group_id, source, max_results,"
+                " search_emails, credits_reserved)"
+                " VALUES (:id, :g, CAST(:source AS jsonb), :m, :e, :r)"
+            ),
+            {
+                "id": job_id,
+                "g": group,
+                "source": json.dumps(source),
+                "m": max_results,
+                "e": search_emails,
+                "r": reserved,
+            },
+        )
+        await credits.reserve(conn, group, job_id, reserved)
+    return job_id
+
+
+def search_source(url: str) -> dict[str, Any]:
+    return {"source": "linkedin_search", "searchUrl": url}
+
+
+async def job_state(engine: AsyncEngine, job_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT * FROM prospecting_jobs WHERE id = :id"), {"id": job_id}
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+async def ledger(engine: AsyncEngine, group: str) -> list[tuple[str, int, str | None, str | None]]:
+    """(kind, amount, job id, entry key) of the group's ledger, oldest first."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT kind, amount, job_id, entry_key FROM credit_ledger"
+                " WHERE account_group_id = :g ORDER BY id"
+            ),
+            {"g": group},
+        )
+        return [(r[0], int(r[1]), r[2], r[3]) for r in rows]
+
+
+async def balance(engine: AsyncEngine, group: str) -> tuple[int, int]:
+    """(balance, reserved) of the group."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT balance, reserved FROM credit_balances WHERE account_group_id = :g"),
+                {"g": group},
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+async def job_prospects(engine: AsyncEngine, job_id: str) -> list[dict[str, Any]]:
+    """The prospects a job recorded, with their fields."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT p.* FROM prospecting_job_prospects j JOIN prospects p"
+                " ON p.account_group_id = j.account_group_id AND p.id = j.prospect_id"
+                " WHERE j.job_id = :job ORDER BY p.provider_id, p.public_identifier"
+            ),
+            {"job": job_id},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def cancel(engine: AsyncEngine, group: str, job_id: str) -> bool:
+    """What the cancel endpoint commits: True when the job was queued or running."""
+    from sonarly_api.prospecting import repository as jobs
+
+    async with engine.begin() as conn:
+        if not await jobs.cancel_job(conn, group, job_id):
+            return False
+        await credits.release(conn, group, job_id)
+        return True
+
+
+async def sandbox_profiles(group: str, url: str) -> list[Profile]:
+    """Every profile the sandbox lists for this group and search, in order."""
+    provider = SandboxProvider(page_delay_ms=0)
+    who = ProviderAccount(group, None)
+    profiles, cursor = [], None
+    while True:
+        page = await provider.search_page(who, url, cursor)
+        profiles += page.profiles
+        if page.next_cursor is None:
+            return profiles
+        cursor = page.next_cursor
+
+
+async def sandbox_listing_id(group: str, field: str) -> str:
+    """The first id of the group's sandbox Sales Navigator listing a `field` (leadListId or
+    savedSearchId) must be one of for a job to start."""
+    provider = SandboxProvider(page_delay_ms=0)
+    who = ProviderAccount(group, None)
+    if field == "leadListId":
+        return (await provider.list_lead_lists(who))[0].id
+    return (await provider.list_saved_searches(who))[0].id
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], seconds: float, what: str, every: float = 0.05
+) -> None:
+    """Poll `predicate` (state kept outside the test: the database, another process)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while not await predicate():  # noqa: ASYNC110 - polls state outside this task
+                await asyncio.sleep(every)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {seconds:g} s waiting for {what}") from None
+
+
+@contextlib.contextmanager
+def worker_process(
+    database_url: str,
+    log: Path,
+    *,
+    concurrency: int = 2,
+    options: tuple[str, ...] = (),
+    **settings: str,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `sonarly-api worker` process (its own process group), stopped at the end."""
+    from tests.conftest import PEPPER
+    from tests.servers import cli_argv, service_env, stop
+
+    defaults = {"LOG_LEVEL": "info", "LOG_FORMAT": "json", "SANDBOX_PAGE_DELAY_MS": "0"}
+    env = service_env(DATABASE_URL=database_url, API_KEY_PEPPER=PEPPER, **{**defaults, **settings})
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*cli_argv(), "worker", "--concurrency", str(concurrency), *options],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        stop(proc)

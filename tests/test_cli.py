@@ -99,6 +99,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)
+    # `serve` sets JOB_WORKER for its server processes: undone after the test this way.
+    monkeypatch.setenv("JOB_WORKER", "false")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -141,15 +143,19 @@ class TestAccountGroups:
     def test_create_json(self, cli_env: str) -> None:
         document = as_json("account-groups", "create", "--name", "  Acme EMEA  ")
 
-        assert set(document) == {"id", "name", "createdAt"}
+        assert set(document) == {"id", "name", "plan", "createdAt"}
         assert ID.fullmatch(document["id"])
         assert document["name"] == "Acme EMEA"
+        assert document["plan"] == "starter"
         assert ISO_MILLIS.fullmatch(document["createdAt"])
 
     def test_create_table(self, cli_env: str) -> None:
         result = succeeded(invoke("account-groups", "create", "--name", "Acme US"))
 
-        match = re.fullmatch(r"created account group ([0-9a-f]{24}) \(Acme US\)\n", result.stdout)
+        match = re.fullmatch(
+            r"created account group ([0-9a-f]{24}) \(Acme US\), plan starter, 0 credits\n",
+            result.stdout,
+        )
         assert match is not None, result.stdout
         listed = as_json("account-groups", "list")
         assert match.group(1) in {g["id"] for g in listed}
@@ -162,7 +168,7 @@ class TestAccountGroups:
 
         assert first in listed
         assert second in listed
-        assert all(set(g) == {"id", "name", "createdAt"} for g in listed)
+        assert all(set(g) == {"id", "name", "plan", "createdAt"} for g in listed)
 
     @pytest.mark.parametrize("name", ["", "   ", "x" * 201])
     def test_bad_name(self, cli_env: str, name: str) -> None:

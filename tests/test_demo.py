@@ -43,6 +43,8 @@ def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[dic
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)
+    # `serve` sets JOB_WORKER for its server processes: undone after the test this way.
+    monkeypatch.setenv("JOB_WORKER", "false")
     monkeypatch.setenv("API_KEY_PEPPER", CLI_PEPPER)
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *_, **kwargs: calls.append(kwargs))
@@ -104,7 +106,12 @@ def call_api(url: str, requests: list[tuple[str, str]]) -> list[httpx.Response]:
 
 
 def curl_lines(stdout: str) -> list[list[str]]:
-    return [shlex.split(line) for line in stdout.splitlines() if line.strip().startswith("curl ")]
+    """The lookups' curl lines."""
+    return [
+        shlex.split(line)
+        for line in stdout.splitlines()
+        if line.strip().startswith("curl ") and "by-provider-id" in line
+    ]
 
 
 class TestFirstStart:
@@ -117,7 +124,8 @@ class TestFirstStart:
 
         assert len(served) == 1  # and then it served
         (key,) = set(KEY.findall(result.stdout))
-        assert result.stdout.count(key) == 4  # the key line and three curl lines
+        # The key line, three lookups, and a prospecting job's start and poll.
+        assert result.stdout.count(key) == 6
         assert "shown only this once" in result.stdout
         assert counts(empty_database) == {
             "account_groups": 1,
@@ -288,3 +296,35 @@ class TestGeneratedData:
 )
 def test_base_url(host: str, url: str) -> None:
     assert demo.base_url(host, 8000) == url
+
+
+class TestJobLines:
+    def test_the_demo_key_starts_and_polls_the_printed_job(
+        self, served: list[dict[str, Any]], empty_database: str
+    ) -> None:
+        result = serve("--port", "8123")
+        (key,) = set(KEY.findall(result.stdout))
+        start = re.search(r"-d '(\{.*\})' \\\n\s+\"(http[^\"]+)\"", result.stdout)
+        assert start is not None, result.stdout
+        body, url = start.group(1), urlsplit(start.group(2))
+        assert url.netloc == "127.0.0.1:8123"
+        poll = re.search(
+            r'curl -s -H "Authorization: Bearer \S+" "(http[^"]+)/\$JOB"', result.stdout
+        )
+        assert poll is not None
+        assert urlsplit(poll.group(1)).path == url.path
+        assert "credits        10000" in result.stdout
+
+        async def run() -> tuple[httpx.Response, httpx.Response]:
+            settings = make_settings(empty_database, api_key_pepper=CLI_PEPPER)
+            app = create_app(settings)
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            async with app.router.lifespan_context(app), client_for(app) as http:
+                started = await http.post(url.path, content=body, headers=headers)
+                job_id = started.json()["data"]["jobId"]
+                return started, await http.get(f"{url.path}/{job_id}", headers=headers)
+
+        started, polled = asyncio.run(run())
+        assert started.status_code == 202, started.text
+        assert polled.status_code == 200, polled.text
+        assert polled.json()["data"]["source"]["source"] == "linkedin_search"

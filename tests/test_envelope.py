@@ -42,7 +42,7 @@ class TestRouterErrors:
     async def test_wrong_method_is_405_envelope_with_allow(self, client: httpx.AsyncClient) -> None:
         response = await client.delete("/v1/accounts")
         details = assert_error_envelope(response, 405, "METHOD_NOT_ALLOWED")
-        assert response.headers["allow"] == "GET"
+        assert response.headers["allow"] == "GET, HEAD"  # HEAD is served wherever GET is
         assert "DELETE" in details
 
 

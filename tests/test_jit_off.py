@@ -19,7 +19,7 @@ from sonarly_api.db import Database, create_admin_engine, create_engine
 from sonarly_api.migrations import upgrade
 from sonarly_api.prospects.importer import import_prospects
 from tests.conftest import Factory, make_settings
-from tests.support import admin_sql
+from tests.outages import admin_sql
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,26 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text
 from sonarly_api.migrations import alembic_config, upgrade
 from sonarly_api.models import Base
 
-TABLES = {"account_groups", "api_keys", "api_key_grants", "persons", "prospects"}
+TABLES = {
+    "account_groups",
+    "api_keys",
+    "api_key_grants",
+    "persons",
+    "prospects",
+    "prospecting_jobs",
+    "prospecting_job_prospects",
+    "prospecting_idempotency_keys",
+}
+TABLES |= {"credit_balances", "credit_ledger"}  # 0004_plans_and_credits
+TABLES |= {"linkedin_connections"}  # branch provider (0007)
 LOOKUP_INDEX = "uq_prospects_account_group_id_provider_id_person_id"
+# The job queue's tables (revision 0008, procrastinate's schema): no models of ours.
+QUEUE_TABLES = {
+    "procrastinate_jobs",
+    "procrastinate_events",
+    "procrastinate_periodic_defers",
+    "procrastinate_workers",
+}
 
 CreateDatabase = Callable[..., str]
 
@@ -86,7 +104,7 @@ class TestUpgrade:
 
         upgrade(url)
 
-        assert tables(url) == TABLES | {"alembic_version"}
+        assert tables(url) == TABLES | QUEUE_TABLES | {"alembic_version"}
         assert set(Base.metadata.tables) == TABLES
         assert current_revision(url) == head()
 
@@ -112,7 +130,7 @@ class TestUpgrade:
 
         upgrade(url)
 
-        assert tables(url) == TABLES | {"alembic_version"}
+        assert tables(url) == TABLES | QUEUE_TABLES | {"alembic_version"}
         assert current_revision(url) == head()
 
 
@@ -135,7 +153,7 @@ class TestDowngrade:
 
         command.upgrade(config, "head")
 
-        assert tables(url) == TABLES | {"alembic_version"}
+        assert tables(url) == TABLES | QUEUE_TABLES | {"alembic_version"}
         assert current_revision(url) == head()
         assert index_columns(url, LOOKUP_INDEX)[1][:2] == ["account_group_id", "provider_id"]
 

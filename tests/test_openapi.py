@@ -108,7 +108,10 @@ class TestLookupOperation:
 
     def test_no_other_spelling_of_the_path(self, document: dict[str, Any]) -> None:
         # `{accountGroupId:path}` in the route must not leak into the document.
-        assert [p for p in document["paths"] if "by-provider-id" in p] == [LOOKUP]
+        assert [p for p in document["paths"] if "by-provider-id" in p] == [
+            LOOKUP,
+            "/v1/accounts/{accountGroupId}/prospects/by-provider-id",  # the batch form (POST)
+        ]
         assert ":path" not in json.dumps(document)
 
     def test_summary_and_operation_id(self, document: dict[str, Any]) -> None:

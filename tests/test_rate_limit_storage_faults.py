@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sonarly_api.app import create_app
 from sonarly_api.ratelimit import STORAGE_RETRY_SECONDS, STORAGE_TIMEOUT_SECONDS
 from tests.conftest import Factory, bearer, client_for, make_settings, started
-from tests.support import SilentServer
+from tests.outages import SilentServer
 
 ROUNDS = 3
 REQUESTS = 20

@@ -197,27 +197,45 @@ class TestMemoryCounters:
         now = [1_000.0]
         counters = _MemoryCounters(clock=lambda: now[0])
 
-        first = await counters.add("k", 3, 60)
+        first = await counters.add("k", 3, 60, limit=10)
         now[0] = 1_059.9
-        same_window = await counters.add("k", 2, 60)
+        same_window = await counters.add("k", 2, 60, limit=10)
         now[0] = 1_060.0
-        next_window = await counters.add("k", 1, 60)
+        next_window = await counters.add("k", 1, 60, limit=10)
 
-        assert (first, same_window, next_window) == ((3, 1_060.0), (5, 1_060.0), (1, 1_120.0))
+        assert (first, same_window, next_window) == (
+            (3, 3, 1_060.0),
+            (5, 2, 1_060.0),
+            (1, 1, 1_120.0),
+        )
+
+    async def test_a_grant_is_what_is_left_if_at_least_the_need_else_nothing(self) -> None:
+        now = [1_000.0]
+        counters = _MemoryCounters(clock=lambda: now[0])
+
+        never = await counters.add("k", 20, 60, need=11, limit=10)  # more than a window holds
+        partial = await counters.add("k", 8, 60, need=2, limit=10)
+        refused = await counters.add("k", 5, 60, need=3, limit=10)  # 2 left, 3 needed
+        rest = await counters.add("k", 5, 60, need=2, limit=10)
+
+        assert never == (0, 0, 1_060.0)  # and no window started by it:
+        assert partial == (8, 8, 1_060.0)
+        assert refused == (8, 0, 1_060.0)
+        assert rest == (10, 2, 1_060.0)
 
     async def test_ended_windows_are_forgotten_and_live_ones_kept(self) -> None:
         now = [0.0]
         counters = _MemoryCounters(clock=lambda: now[0])
         for i in range(5_000):
-            await counters.add(f"old-{i}", 1, 60)
-        await counters.add("live", 7, 600)
+            await counters.add(f"old-{i}", 1, 60, limit=100)
+        await counters.add("live", 7, 600, limit=100)
 
         now[0] = 61.0  # every old-* window has ended; "live" has not
         for i in range(4_000):  # enough new windows to reach the next sweep
-            await counters.add(f"new-{i}", 1, 60)
+            await counters.add(f"new-{i}", 1, 60, limit=100)
 
         assert len(counters) == 4_001  # the new windows and "live": nothing that ended
-        assert await counters.add("live", 1, 600) == (8, 600.0)
+        assert await counters.add("live", 1, 600, limit=100) == (8, 1, 600.0)
 
 
 class TestRedisCounters:
@@ -231,22 +249,49 @@ class TestRedisCounters:
         await admin.flushdb()
         counters = _RedisCounters(url)
         try:
-            await counters.add("warm", 1, 60)  # loads the script
+            await counters.add("warm", 1, 60, limit=1000)  # loads the script
             before = await admin.info("commandstats")
             started = time.time()
             # More at once than redis-py's pool has connections (100): one command per
             # increment used to fail past that.
-            results = await asyncio.gather(*(counters.add(f"k{i}", i + 1, 60) for i in range(300)))
-            again = await counters.add("k7", 5, 60)
+            results = await asyncio.gather(
+                *(counters.add(f"k{i}", i + 1, 60, limit=1000) for i in range(300))
+            )
+            again = await counters.add("k7", 5, 60, limit=1000)
             after = await admin.info("commandstats")
         finally:
             await counters.close()
             await admin.flushdb()
             await admin.aclose()
 
-        assert [count for count, _ in results] == [i + 1 for i in range(300)]
-        assert all(started + 59 < end <= time.time() + 60 for _, end in results)
-        assert again[0] == 8 + 5  # k7 counted 8, then 5 more in the same window
-        assert abs(again[1] - results[7][1]) < 1
+        assert [(count, granted) for count, granted, _ in results] == [
+            (i + 1, i + 1) for i in range(300)
+        ]
+        assert all(started + 59 < end <= time.time() + 60 for *_, end in results)
+        assert again[:2] == (8 + 5, 5)  # k7 counted 8, then 5 more in the same window
+        assert abs(again[2] - results[7][2]) < 1
         calls = after["cmdstat_evalsha"]["calls"] - before["cmdstat_evalsha"]["calls"]
         assert calls <= 3  # the burst in one or two batches, then the lone increment
+
+    async def test_a_grant_is_all_or_nothing_and_a_refusal_starts_no_window(self) -> None:
+        import redis.asyncio as redis
+
+        url = redis_url()
+        admin = redis.from_url(url)
+        await admin.flushdb()
+        counters = _RedisCounters(url)
+        try:
+            never = await counters.add("k", 20, 60, need=11, limit=10)
+            exists_after_refusal = await admin.exists("k")
+            partial = await counters.add("k", 8, 60, need=2, limit=10)
+            refused = await counters.add("k", 5, 60, need=3, limit=10)
+            rest = await counters.add("k", 5, 60, need=2, limit=10)
+            stored = await admin.get("k")
+        finally:
+            await counters.close()
+            await admin.flushdb()
+            await admin.aclose()
+
+        assert (never[:2], exists_after_refusal) == ((0, 0), 0)
+        assert (partial[:2], refused[:2], rest[:2]) == ((8, 8), (8, 0), (10, 2))
+        assert stored == b"10"  # never above the limit

@@ -1,4 +1,5 @@
--- Replays the request mix written by bench/mix.py (one "path<TAB>key" line per request)
+-- Replays the request mix written by bench/mix.py (one "path<TAB>key" line per request: a
+-- GET; or "path<TAB>key<TAB>body": a POST of that JSON body, bench/batch.py's batch lookups)
 -- and prints one machine-readable summary line from done().
 --
 -- Usage: wrk ... -s bench/wrk/mix.lua URL -- MIX_FILE
@@ -19,8 +20,12 @@ function init(args)
   local file = assert(io.open(args[1], "r"), "cannot open the mix file")
   requests = {}
   for line in file:lines() do
-    local path, key = line:match("^(%S+)\t(%S+)$")
-    if path then
+    local path, key, body = line:match("^(%S+)\t(%S+)\t?(.*)$")
+    if path and body ~= "" then
+      requests[#requests + 1] = wrk.format("POST", path, {
+        ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json"
+      }, body)
+    elseif path then
       requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. key })
     end
   end

@@ -13,13 +13,19 @@ from sonarly_api.accounts.router import router as accounts_router
 from sonarly_api.auth.authenticator import Authenticator
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.db import Database, create_engine
+from sonarly_api.edge.guard import RequestGuard
 from sonarly_api.handlers import install_error_handlers, render, render_unhandled
 from sonarly_api.health.router import health_router
+from sonarly_api.linkedin.router import router as linkedin_router
 from sonarly_api.observability.setup import install_observability
 from sonarly_api.openapi import install_openapi
+from sonarly_api.prospecting.queue import JobQueue
+from sonarly_api.prospecting.router import router as prospecting_router
+from sonarly_api.prospecting.worker import InProcessWorker
 from sonarly_api.prospects.router import router as prospects_router
+from sonarly_api.providers import create_provider
 from sonarly_api.ratelimit import RateLimits
-from sonarly_api.routing import direct_routes, with_fast_lane
+from sonarly_api.routing import check_fast_lane, direct_routes, with_fast_lane
 from sonarly_api.state import AppState
 from sonarly_api.tracing import TraceMiddleware
 
@@ -47,6 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rate_limits = RateLimits(
             settings.rate_limit_storage_uri, settings.rate_limit, settings.auth_failure_rate_limit
         )
+        job_queue = JobQueue(
+            database_url, connect_timeout_seconds=settings.db_connect_timeout_seconds
+        )
+        await job_queue.open()
         app.state.sonarly = AppState(
             settings=settings,
             db=db,
@@ -54,10 +64,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 db, pepper, settings.key_cache_ttl_seconds, settings.key_cache_size
             ),
             rate_limits=rate_limits,
+            job_queue=job_queue,
+            provider=create_provider(settings, db),
+        )
+        in_process = InProcessWorker.start(
+            settings, database_url, job_queue, app.state.sonarly.provider
         )
         try:
             yield
         finally:
+            await in_process.stop()
+            await job_queue.close()
+            await app.state.sonarly.provider.aclose()
             await app.state.sonarly.authenticator.close()
             await rate_limits.close()
             await db.dispose()
@@ -80,18 +98,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "Prospects", "description": "Provider-id lookup."},
             {"name": "Accounts", "description": "Account groups a key may use."},
+            {"name": "Prospecting jobs", "description": "Start, poll, list and cancel jobs."},
+            {
+                "name": "Sales Navigator",
+                "description": "Lead lists and saved searches of the group's LinkedIn account.",
+            },
         ],
     )
     app.include_router(prospects_router)
     app.include_router(accounts_router)
+    app.include_router(prospecting_router)
+    app.include_router(linkedin_router)
     app.include_router(health_router())
     install_error_handlers(app)
     install_openapi(app)
+    # Innermost of the user middleware (added first): its refusals are logged and counted.
+    app.add_middleware(RequestGuard)
     install_observability(app, settings)  # /metrics, access log + metrics middleware
     app.add_middleware(TraceMiddleware, render_error=render_unhandled)
     # Built now rather than on the first request, as Starlette would: the lookup gets a fast
     # lane around the framework's stack, with the same middleware (sonarly_api/routing.py).
     # Middleware added later is refused by Starlette instead of being silently left out.
+    check_fast_lane(app.router, direct_routes(prospects_router))  # refused at start-up
     app.middleware_stack = with_fast_lane(
         app.build_middleware_stack(), app.user_middleware, direct_routes(prospects_router), render
     )

@@ -28,12 +28,16 @@ from sonarly_api.auth import keys as key_format
 from sonarly_api.auth import repository as api_keys
 from sonarly_api.auth.principal import PERMISSIONS
 from sonarly_api.config import Settings, describe_settings_error, get_settings
+from sonarly_api.credits import cli as credits_cli
+from sonarly_api.credits.plans import DEFAULT_PLAN, PLANS, parse_plan
 from sonarly_api.db import DatabaseRefused, create_admin_engine
 from sonarly_api.demo import seed_demo
 from sonarly_api.durations import EXAMPLES, format_duration, parse_duration
 from sonarly_api.embedded_pg import EmbeddedPostgresError
 from sonarly_api.ids import is_id
 from sonarly_api.import_progress import ImportProgress
+from sonarly_api.linkedin.cli import app as linkedin_app
+from sonarly_api.prospecting import cli as worker_cli
 from sonarly_api.runtime import ResolvedDatabase, open_database
 from sonarly_api.timestamps import iso_millis, utcnow
 
@@ -48,6 +52,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(groups_app, name="account-groups")
 app.add_typer(keys_app, name="keys")
 app.add_typer(prospects_app, name="prospects")
+app.add_typer(credits_cli.app, name="credits")
+app.add_typer(worker_cli.app, name="worker")
+app.add_typer(linkedin_app, name="linkedin")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -94,6 +101,9 @@ def run_with_database(work: Callable[[Admin], Awaitable[T]], *, migrate: bool | 
     except DatabaseRefused as exc:
         fail(f"database: {exc.reason()}")
     except OSError as exc:
+        # A file the command reads or writes names itself; a socket's error does not.
+        if exc.filename is not None:
+            fail(f"{exc.filename}: {exc.strerror or exc}")
         fail(f"database unreachable: {exc.strerror or exc}")
 
 
@@ -106,6 +116,8 @@ def maybe_iso(value: datetime | None) -> str | None:
 
 
 # --- serve ----------------------------------------------------------------------------------
+
+KEEP_ALIVE_SECONDS = 5  # an idle keep-alive connection is closed after this (uvicorn's default)
 
 
 @app.command()
@@ -123,6 +135,14 @@ def serve(
     demo: Annotated[
         bool,
         typer.Option(help="On an empty database, create demo data and a key (see DEMO_DATA)."),
+    ] = True,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Also run prospecting jobs in each server process (with --workers N, N job "
+            "workers). --no-worker leaves them to `sonarly-api worker` processes.",
+        ),
     ] = True,
 ) -> None:
     """Serve the API (embedded PostgreSQL when DATABASE_URL is unset)."""
@@ -162,6 +182,7 @@ def serve(
             # Workers build their app from the environment: hand them the resolved database.
             os.environ["DATABASE_URL"] = database.url
             os.environ["API_KEY_PEPPER"] = database.pepper
+            os.environ["JOB_WORKER"] = "true" if worker else "false"
             get_settings.cache_clear()
             seed_demo(database, host=host, port=port, enabled=demo and settings.demo_data)
             where = (
@@ -175,6 +196,18 @@ def serve(
                 host,
                 port,
                 where,
+            )
+            # The HTTP edge (sonarly_api/edge): bounded request heads, a header timeout, a
+            # connection cap, refusals in the envelope; X-Forwarded-For only from TRUSTED_PROXIES.
+            from sonarly_api.edge.protocol import describe_limits, ensure_descriptors
+
+            if (too_few := ensure_descriptors()) is not None:
+                logging.getLogger("sonarly_api.serve").warning(too_few)
+            logging.getLogger("sonarly_api.serve").info(
+                "HTTP limits: %s; keep-alive %d s; X-Forwarded-For trusted from: %s",
+                describe_limits(),
+                KEEP_ALIVE_SECONDS,
+                settings.trusted_proxies or "no one (TRUSTED_PROXIES is empty)",
             )
             with metrics_multiprocess_dir(workers):
                 # Each worker configures its logging in create_served_app; uvicorn's access
@@ -193,6 +226,10 @@ def serve(
                     log_level=settings.log_level,
                     log_config=None,
                     access_log=False,
+                    http="sonarly_api.edge.protocol:EdgeProtocol",
+                    timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                    proxy_headers=bool(settings.trusted_proxies),
+                    forwarded_allow_ips=settings.trusted_proxies or None,
                 )
     except EmbeddedPostgresError as exc:
         fail(f"embedded PostgreSQL: {exc}")
@@ -217,28 +254,49 @@ def db_upgrade() -> None:
 
 
 def group_json(row: account_groups.AccountGroupRow) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "createdAt": iso_millis(row.created_at)}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "plan": row.plan,
+        "createdAt": iso_millis(row.created_at),
+    }
 
 
 @groups_app.command("create")
 def groups_create(
     name: Annotated[str, typer.Option(help="Display name (1–200 characters).")],
+    plan: Annotated[str, typer.Option(help=f"One of {', '.join(PLANS)}.")] = DEFAULT_PLAN,
+    credits: Annotated[
+        int, typer.Option(help=f"Credits granted at creation (0 to {credits_cli.MAX_GRANT:,}).")
+    ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an account group."""
+    from sonarly_api.accounts import service as accounts
+
     name = name.strip()
     if not 1 <= len(name) <= 200:
         fail("--name must be 1 to 200 characters", code=2)
+    try:
+        chosen = parse_plan(plan)
+    except ValueError:
+        fail(f"--plan must be one of {', '.join(PLANS)}, not {plan!r}", code=2)
+    if not 0 <= credits <= credits_cli.MAX_GRANT:
+        fail(f"--credits must be 0 to {credits_cli.MAX_GRANT:,}", code=2)
 
     async def work(admin: Admin) -> account_groups.AccountGroupRow:
         async with admin.engine.begin() as conn:
-            return await account_groups.create(conn, name)
+            return await accounts.create(conn, name, chosen, credits)
 
     row = run_with_database(work)
     if as_json:
         print_json(group_json(row))
     else:
-        out.print(f"created account group [bold]{row.id}[/] ({escape(row.name)})", highlight=False)
+        out.print(
+            f"created account group [bold]{row.id}[/] ({escape(row.name)}), "
+            f"plan {row.plan}, {credits:,} credits",
+            highlight=False,
+        )
 
 
 @groups_app.command("list")
@@ -253,9 +311,9 @@ def groups_list(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json([group_json(r) for r in rows])
         return
-    table = Table("id", "name", "created")
+    table = Table("id", "name", "plan", "created")
     for r in rows:
-        table.add_row(r.id, escape(r.name), iso_millis(r.created_at))
+        table.add_row(r.id, escape(r.name), r.plan, iso_millis(r.created_at))
     out.print(table)
 
 
@@ -332,7 +390,7 @@ def keys_create(
     result = run_with_database(work)
     if isinstance(result, list):
         fail(f"--account-group: no such account group: {', '.join(result)}")
-    document = {
+    document: dict[str, Any] = {
         "id": result,
         "key": secret,
         "name": name,
@@ -498,6 +556,7 @@ def prospects_import(
     as_json: JsonFlag = False,
 ) -> None:
     """Import prospects into an account group, all or nothing (re-importing changes nothing)."""
+    from sonarly_api.prospects.import_rejects import RejectsFileError, check_rejects_path
     from sonarly_api.prospects.importer import ImportFailed, ImportSummary, import_prospects
 
     (group_id,) = _check_ids([account_group], "--account-group")
@@ -505,11 +564,17 @@ def prospects_import(
         fail("--rejects goes with --skip-invalid", code=2)
     if skip_invalid and rejects is None:
         rejects = file.with_name(file.name + ".rejects.csv")
+    if rejects is not None:
+        try:
+            check_rejects_path(rejects, file)  # before anything is opened or written
+        except RejectsFileError as exc:
+            fail(f"--rejects: {exc}", code=2)
+    committed: list[ImportSummary] = []
 
     async def work(admin: Admin) -> ImportSummary:
         # On stderr: stdout carries only the result (the --json document).
         with ImportProgress(err, file.stat().st_size) as progress:
-            return await import_prospects(
+            summary = await import_prospects(
                 admin.engine,
                 group_id,
                 file,
@@ -518,9 +583,17 @@ def prospects_import(
                 on_progress=progress.rows,
                 on_bytes_read=progress.bytes_read,
             )
+        committed.append(summary)
+        return summary
 
     try:
         summary = run_with_database(work)
+    except typer.Exit:
+        if not committed:
+            raise
+        # Whatever failed after the commit (closing the database) did not undo the import.
+        summary = committed[0]
+        err.print("the import was committed: the error above came after it", highlight=False)
     except ImportFailed as exc:
         if as_json:
             print_json(
@@ -535,7 +608,7 @@ def prospects_import(
         for e in exc.errors:
             err.print(f"  line {e.line}: {escape(e.reason)}", highlight=False)
         raise typer.Exit(1) from None
-    document = {
+    document: dict[str, Any] = {
         "imported": True,
         "rowsRead": summary.rows_read,
         "created": summary.created,
@@ -543,6 +616,9 @@ def prospects_import(
         "unchanged": summary.unchanged,
         "rejected": summary.rejected,
     }
+    if summary.rejects_warning is not None:
+        document["warning"] = summary.rejects_warning
+        err.print(f"[bold yellow]warning:[/] {escape(summary.rejects_warning)}", highlight=False)
     if as_json:
         print_json(document)
         return
@@ -551,5 +627,5 @@ def prospects_import(
         f"{summary.updated} updated, {summary.unchanged} unchanged, {summary.rejected} rejected",
         highlight=False,
     )
-    if summary.rejected and rejects is not None:
+    if summary.rejected and rejects is not None and summary.rejects_warning is None:
         out.print(f"rejected rows and reasons: {escape(str(rejects))}", highlight=False)

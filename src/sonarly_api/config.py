@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +15,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_EMBEDDED_PG_DIR = Path(".data/pg")
 # uvicorn's names; "trace" is uvicorn's level below debug.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def validated_trusted_proxies(value: str) -> str:
+    """Comma-separated IP addresses or networks, or "*"; normalised, without spaces."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if items == ["*"]:
+        return "*"
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"not an IP address or network: {item!r} (comma-separated, or '*')"
+            ) from None
+    return ",".join(items)
 
 
 def _validated_rate_limit(value: str) -> str:
@@ -90,6 +106,44 @@ class Settings(BaseSettings):
     metrics: Literal["off", "open", "token"] | None = None
     metrics_token: SecretStr | None = None
 
+    # --- the HTTP edge (sonarly_api/edge) ---
+    # A request head (request line and headers) must arrive within this many seconds.
+    http_header_timeout_seconds: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 10.0
+    # Open connections per worker process; beyond it a connection is answered 503 and closed.
+    http_max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    # forwarded-allow-ips): comma-separated addresses or networks, or "*". Empty: none, and the
+    # client address is the connection's.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        return validated_trusted_proxies(value)
+
+    # --- providers (branch provider): where prospecting reads LinkedIn data.
+    # "sandbox": synthetic data, any group counts as connected; "http": the JSON-over-HTTP
+    # provider of docs/provider-api.md at PROVIDER_URL, authenticated with PROVIDER_TOKEN.
+    provider: Literal["sandbox", "http"] = "sandbox"
+    provider_url: str | None = None
+    provider_token: SecretStr | None = None
+    provider_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    provider_max_attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    provider_deadline_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    provider_listing_deadline_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    provider_account_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    provider_max_connections: Annotated[int, Field(ge=1, le=1000)] = 20
+
+    # --- prospecting jobs: provider and workers ---
+    # The sandbox waits this long before each page, so a demo job visibly progresses.
+    sandbox_page_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 300
+    # `serve` runs a job worker in its process (turned on by `serve`, off with --no-worker).
+    job_worker: bool = False
+    # Jobs one worker process runs at once (`sonarly-api worker --concurrency`).
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # The bound on each statement of a job's page and enrichment transactions.
+    job_statement_timeout_ms: Annotated[int, Field(ge=100)] = 30_000
+
     @field_validator("rate_limit", "auth_failure_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
@@ -137,6 +191,28 @@ class Settings(BaseSettings):
     def _token_with_metrics(self) -> Settings:
         if self.metrics == "token" and self.metrics_token is None:
             raise ValueError("METRICS_TOKEN is required when METRICS=token")
+        return self
+
+    @field_validator("provider_url")
+    @classmethod
+    def _check_provider_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("provider_token")
+    @classmethod
+    def _check_provider_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _http_provider_settings(self) -> Settings:
+        if self.provider == "http" and (self.provider_url is None or self.provider_token is None):
+            raise ValueError("PROVIDER=http needs PROVIDER_URL and PROVIDER_TOKEN")
         return self
 
     @property

@@ -109,8 +109,8 @@ async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
         raise DatabaseRefused(exc) from exc
 
 
-def _connect_args(settings: Settings | None) -> dict[str, Any]:
-    server_settings = dict(SERVER_SETTINGS)
+def _connect_args(settings: Settings | None, application_name: str) -> dict[str, Any]:
+    server_settings = {**SERVER_SETTINGS, "application_name": application_name}
     connect_args: dict[str, Any] = {"server_settings": server_settings}
     if settings is not None:
         connect_args["timeout"] = settings.db_connect_timeout_seconds
@@ -119,10 +119,14 @@ def _connect_args(settings: Settings | None) -> dict[str, Any]:
     return connect_args
 
 
-def _new_engine(url: str, settings: Settings | None, **pool: Any) -> AsyncEngine:
+def _new_engine(
+    url: str, settings: Settings | None, application_name: str = "sonarly-api", **pool: Any
+) -> AsyncEngine:
     """Every engine of the service (the app's, the CLI's, the importer's): the server settings
     above, the connect timeout, and refusals raised as `DatabaseRefused`."""
-    engine = create_async_engine(async_url(url), connect_args=_connect_args(settings), **pool)
+    engine = create_async_engine(
+        async_url(url), connect_args=_connect_args(settings, application_name), **pool
+    )
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def _through_connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
@@ -139,7 +143,9 @@ def create_admin_engine(url: str) -> AsyncEngine:
     return _new_engine(url, None, pool_size=2, max_overflow=0)
 
 
-def create_engine(settings: Settings, url: str) -> AsyncEngine:
+def create_engine(
+    settings: Settings, url: str, *, application_name: str = "sonarly-api"
+) -> AsyncEngine:
     """The application's engine.
 
     No `pool_pre_ping`: it would add a round trip to every lookup. A connection that died
@@ -149,6 +155,7 @@ def create_engine(settings: Settings, url: str) -> AsyncEngine:
     return _new_engine(
         url,
         settings,
+        application_name=application_name,
         pool_size=settings.db_pool_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,

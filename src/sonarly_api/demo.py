@@ -43,6 +43,10 @@ PROSPECTS = 3_000
 # One provider id in a hundred is carried by two persons (a CRM record merged twice, say).
 AMBIGUOUS_EVERY = 100
 SEED = 20_240_601
+# Credits the demo group starts with: a few full jobs (a job reserves up to its maxResults,
+# twice that with searchEmails).
+DEMO_CREDITS = 10_000
+DEMO_PERMISSIONS = ["prospects:read", "prospecting:read", "prospecting:write"]
 # Any constant: only demo creations must share it.
 _LOCK_KEY = 0x736F6E61726C7964  # "sonarlyd"
 
@@ -158,7 +162,7 @@ async def create_demo(engine: AsyncEngine, pepper: bytes) -> Demo | None:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         if not await _is_empty(conn):
             return None
-        group = await account_groups.create(conn, GROUP_NAME)
+        group = await account_groups.create(conn, GROUP_NAME, credits=DEMO_CREDITS)
     try:
         rows, examples = generate_rows()
         with tempfile.TemporaryDirectory(prefix="sonarly-demo-") as folder:
@@ -171,7 +175,7 @@ async def create_demo(engine: AsyncEngine, pepper: bytes) -> Demo | None:
                 conn,
                 name=KEY_NAME,
                 key_hash=key_format.hash_key(secret, pepper),
-                permissions=["prospects:read"],
+                permissions=DEMO_PERMISSIONS,
                 account_group_ids=[group.id],
             )
     except BaseException:
@@ -208,6 +212,28 @@ def curl_line(demo: Demo, server: str, provider_id: str) -> str:
     return f'curl -s -H "Authorization: Bearer {demo.key}" "{server}{path}"'
 
 
+# Reads the job id out of the start's answer (python3 is everywhere curl is, or close).
+READ_JOB_ID = "import json,sys; print(json.load(sys.stdin)['data']['jobId'])"
+
+
+def job_lines(demo: Demo, server: str) -> list[str]:
+    """A ready-to-paste job start and poll: the start's answer carries the job id. The sandbox
+    provider's `sandboxResults` gives the search a size (eight pages at the default delay, so
+    the poll shows the job progress)."""
+    jobs = f"{server}/v1/accounts/{demo.group_id}/prospecting"
+    auth = f'-H "Authorization: Bearer {demo.key}"'
+    body = (
+        '{"source": "linkedin_search", "searchUrl": '
+        '"https://www.linkedin.com/search/results/people/?keywords=vp%20sales'
+        '&sandboxResults=500", "maxResults": 200}'
+    )
+    return [
+        f"  JOB=$(curl -s {auth} -H 'Content-Type: application/json' -d '{body}' \\",
+        f'    "{jobs}" | python3 -c "{READ_JOB_ID}")',
+        f'  curl -s {auth} "{jobs}/$JOB"',
+    ]
+
+
 def print_demo(demo: Demo, server: str, out: TextIO) -> None:
     """The key, shown this once, and a curl line per resolution."""
     examples = (
@@ -220,12 +246,14 @@ def print_demo(demo: Demo, server: str, out: TextIO) -> None:
         "Empty database: created demo data (serve --no-demo or DEMO_DATA=false to skip).",
         f"  account group  {demo.group_id}  ({GROUP_NAME}, {demo.prospects} prospects)",
         f"  API key        {demo.key}",
-        "                 prospects:read on that group; shown only this once.",
+        f"                 {', '.join(DEMO_PERMISSIONS)} on that group; shown only this once.",
+        f"  credits        {DEMO_CREDITS} (sonarly-api credits show --account-group ID)",
         "",
         "Try the lookup once the server is up:",
     ]
     for label, provider_id in examples:
         lines += [f"  # {label}", f"  {curl_line(demo, server, provider_id)}"]
+    lines += ["", "Start a prospecting job (sandbox data), then poll it:", *job_lines(demo, server)]
     out.write("\n".join([*lines, "", ""]))
     out.flush()
 

@@ -90,3 +90,37 @@ class InternalError(AppError):
 
     def __init__(self) -> None:
         super().__init__("The error was logged with this response's traceId.")
+
+
+# --- providers and LinkedIn connections (branch provider) ------------------------------------
+
+
+class BadRequest(AppError):
+    """400 VALIDATION_ERROR: the answer of the job and Sales Navigator endpoints to invalid
+    ids, bodies and queries (the lookup's path parameters keep the reference's 422,
+    `ValidationFailed`). One class for both, so they cannot drift apart."""
+
+    status = 400
+    code = "VALIDATION_ERROR"
+    message = "Request validation failed."
+
+
+class LinkedInNotConnected(AppError):
+    status = 409
+    code = "LINKEDIN_NOT_CONNECTED"
+    message = "No LinkedIn account is connected to this account group."
+
+    def __init__(self) -> None:
+        super().__init__(
+            "LinkedIn-native sources need a connected LinkedIn account; an administrator "
+            "connects one with `sonarly-api linkedin connect`."
+        )
+
+
+class UpstreamError(AppError):
+    """502: the data provider failed after the adapter's bounded retries. `details` is the
+    provider error's client-safe message (it names the failure class), never the provider's."""
+
+    status = 502
+    code = "UPSTREAM_ERROR"
+    message = "The upstream data provider failed."

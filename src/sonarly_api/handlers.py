@@ -24,6 +24,9 @@ from sonarly_api.errors import (
 
 logger = logging.getLogger("sonarly_api.errors")
 
+# The method the client sent, when the request guard serves HEAD as GET.
+CLIENT_METHOD = "sonarly.client_method"
+
 _BY_STATUS: dict[int, type[AppError]] = {
     404: NotFound,
     405: MethodNotAllowed,
@@ -43,11 +46,14 @@ async def _app_error(_: Request, exc: Exception) -> Response:
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     error_type = _BY_STATUS.get(exc.status_code)
+    method = request.scope.get(CLIENT_METHOD, request.method)
     if error_type is NotFound:
-        details = f"No route matches {request.method} {request.url.path}."
+        details = f"No route matches {method} {request.url.path}."
     elif error_type is MethodNotAllowed:
         allowed = (exc.headers or {}).get("Allow", "")
-        details = f"{request.method} is not allowed here. Allowed: {allowed}."
+        if "GET" in allowed and "HEAD" not in allowed:
+            allowed += ", HEAD"
+        details = f"{method} is not allowed here. Allowed: {allowed}."
     else:
         details = None
     if error_type is None:

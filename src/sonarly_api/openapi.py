@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from sonarly_api.envelope import ErrorResponse, ValidationErrorResponse
 
@@ -43,6 +44,23 @@ LOOKUP_EXAMPLE: dict[str, Any] = {
     "traceId": _REFERENCE_TRACE,
 }
 
+_MATCH_EXAMPLE = LOOKUP_EXAMPLE["data"]["matches"][0]
+BATCH_LOOKUP_EXAMPLE: dict[str, Any] = {
+    "success": True,
+    "data": {
+        "items": [
+            {
+                "providerId": "507f1f77bcf86cd799439011",
+                "resolution": "unique",
+                "matches": [_MATCH_EXAMPLE],
+            },
+            {"providerId": "crm-42", "resolution": "none", "matches": []},
+        ]
+    },
+    "error": None,
+    "traceId": _REFERENCE_TRACE,
+}
+
 _ERRORS: dict[int, tuple[str, type[Any], str]] = {
     401: ("Invalid or missing API key", ErrorResponse, "string"),
     403: ("Missing required permission", ErrorResponse, "string"),
@@ -50,6 +68,11 @@ _ERRORS: dict[int, tuple[str, type[Any], str]] = {
     429: ("Rate limit exceeded", ErrorResponse, "string"),
     500: ("Internal server error", ErrorResponse, "string"),
     503: ("Database unavailable; retry after `Retry-After` seconds", ErrorResponse, "string"),
+    # Prospecting jobs (sonarly_api/prospecting/).
+    400: ("Request validation failed", ValidationErrorResponse, "VALIDATION_ERROR"),
+    402: ("Not enough credits for the job", ErrorResponse, "INSUFFICIENT_CREDITS"),
+    404: ("Job not found in this account group", ErrorResponse, "NOT_FOUND"),
+    409: ("Idempotency-Key reused with another body", ErrorResponse, "IDEMPOTENCY_KEY_REUSED"),
 }
 
 
@@ -65,6 +88,24 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 BEARER = "bearerAuth"
+
+# Request bodies that routes read themselves (after authentication, see `documented_body`):
+# their models, added to the document's schemas.
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def documented_body(model: type[BaseModel], example: Any) -> dict[str, Any]:
+    """The `openapi_extra=` of a route that reads its JSON body itself instead of declaring a
+    body parameter (FastAPI would parse and validate it before the route's dependencies,
+    that is before authentication): the document shows `model` as the request body."""
+    _BODY_MODELS[model.__name__] = model
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema, "example": example}},
+        }
+    }
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -95,8 +136,14 @@ def install_openapi(app: FastAPI) -> None:
                 if path.startswith("/v1/"):
                     operation["security"] = [{BEARER: []}]
                 _add_examples(operation)
+        schemas = components.setdefault("schemas", {})
+        for name, model in _BODY_MODELS.items():
+            schemas[name] = model.model_json_schema(
+                by_alias=True, ref_template="#/components/schemas/{model}"
+            )
         for leftover in ("HTTPValidationError", "ValidationError"):
             components.get("schemas", {}).pop(leftover, None)
+        _apply_extras(schema)
         app.openapi_schema = schema
         return schema
 
@@ -105,6 +152,7 @@ def install_openapi(app: FastAPI) -> None:
 
 # Examples are added after generation: FastAPI drops `null` members from inline examples.
 _SUCCESS_EXAMPLES = {"lookupProspectsByProviderId": LOOKUP_EXAMPLE}
+_SUCCESS_EXAMPLES["lookupProspectsByProviderIds"] = BATCH_LOOKUP_EXAMPLE
 
 
 def _add_examples(operation: dict[str, Any]) -> None:
@@ -128,3 +176,45 @@ def _is_fastapi_422(operation: dict[str, Any]) -> bool:
         .get("$ref", "")
     )
     return ref.endswith("/HTTPValidationError")
+
+
+# Documentation a route cannot carry itself, registered by feature packages when they are
+# imported (e.g. sonarly_api/prospecting/docs.py): component schemas that no model generates
+# (a request body FastAPI must not enforce before authentication), and success examples, set
+# after generation because FastAPI drops `null` members from inline examples.
+EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {}
+EXTRA_EXAMPLES: dict[tuple[str, str], Any] = {}  # (operationId, status) -> example
+
+
+def reference_trace_id() -> str:
+    return _REFERENCE_TRACE
+
+
+def _apply_extras(schema: dict[str, Any]) -> None:
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(EXTRA_SCHEMAS)
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                example = EXTRA_EXAMPLES.get((operation.get("operationId", ""), status))
+                content = response.get("content", {}).get("application/json")
+                if example is not None and content is not None:
+                    content["example"] = example
+
+
+# --- providers (branch provider): the Sales Navigator listings' statuses and example.
+_ERRORS.setdefault(400, ("Request validation failed", ValidationErrorResponse, "VALIDATION_ERROR"))
+_ERRORS.setdefault(409, ("No LinkedIn account connected", ErrorResponse, "LINKEDIN_NOT_CONNECTED"))
+_ERRORS.setdefault(502, ("Upstream data provider failed", ErrorResponse, "UPSTREAM_ERROR"))
+
+
+def _sales_navigator_examples() -> None:
+    from sonarly_api.linkedin.schemas import SALES_NAVIGATOR_LIST_EXAMPLE
+
+    _SUCCESS_EXAMPLES["listSalesNavigatorLeadLists"] = SALES_NAVIGATOR_LIST_EXAMPLE
+    _SUCCESS_EXAMPLES["listSalesNavigatorSavedSearches"] = SALES_NAVIGATOR_LIST_EXAMPLE
+    # 409 is IDEMPOTENCY_KEY_REUSED on the job start; on the listings it can only be this.
+    for operation_id in ("listSalesNavigatorLeadLists", "listSalesNavigatorSavedSearches"):
+        EXTRA_EXAMPLES[(operation_id, "409")] = _error_example("LINKEDIN_NOT_CONNECTED")
+
+
+_sales_navigator_examples()

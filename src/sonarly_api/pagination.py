@@ -17,8 +17,9 @@ def encode_cursor(last_id: str) -> str:
 
 
 def decode_cursor(cursor: str | None) -> str | None:
-    """The id the cursor points after, or None for the first page."""
-    if cursor is None:
+    """The id the cursor points after, or None for the first page (also for an empty cursor,
+    `?cursor=`, which the document's schema allows)."""
+    if not cursor:
         return None
     try:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()

@@ -103,11 +103,16 @@ class _StorageHealth:
 
 class _Counters(Protocol):
     """Fixed-window counters, one per key: a window starts at the first increment of its key
-    and lasts `expiry` seconds."""
+    and lasts `expiry` seconds. A count never exceeds its limit."""
 
-    async def add(self, key: str, amount: int, expiry: int) -> tuple[int, float]:
-        """Add `amount` to the key's count in its current window (starting one if none) and
-        return the new count and when that window ends (epoch seconds)."""
+    async def add(
+        self, key: str, amount: int, expiry: int, *, need: int = 1, limit: int
+    ) -> tuple[int, int, float]:
+        """Grant up to `amount` of what the key's current window has left under `limit`, but
+        only if that is at least `need` (else nothing: a request spending several units at
+        once is granted all of them or none). Returns the count after the grant, the amount
+        granted and when the window ends (epoch seconds); a window starts with its first
+        grant."""
         ...
 
     async def close(self) -> None: ...
@@ -128,40 +133,65 @@ class _MemoryCounters:
     def __len__(self) -> int:
         return len(self._windows)
 
-    async def add(self, key: str, amount: int, expiry: int) -> tuple[int, float]:
+    async def add(
+        self, key: str, amount: int, expiry: int, *, need: int = 1, limit: int
+    ) -> tuple[int, int, float]:
         now = self._clock()
         window = self._windows.get(key)
         if window is None or window[1] <= now:
+            if need > limit:
+                return 0, 0, now + expiry  # could never be granted: no window started
             if len(self._windows) >= self._sweep_at:
                 self._windows = {k: w for k, w in self._windows.items() if w[1] > now}
                 self._sweep_at = max(self._MIN_SWEEP, 2 * len(self._windows))
             window = self._windows[key] = [0, now + expiry]
-        window[0] += amount
-        return int(window[0]), window[1]
+        granted = min(amount, limit - int(window[0]))
+        if granted < need:
+            granted = 0
+        window[0] += granted
+        return int(window[0]), granted, window[1]
 
     async def close(self) -> None:
         return None
 
 
-# For each key (with its amount and window length in ARGV): increment, start the window on the
-# first increment, and return the count with the time left in milliseconds. One script for a
-# whole batch of keys, so one round trip and one command for all of them (see _RedisCounters).
+# For each key (with its amount, need, limit and window length in ARGV): grant what the window
+# has left, up to the amount, if that is at least the need (else nothing, and the count stays);
+# start the window on its first grant; return the count, the grant and the time left in
+# milliseconds. One script for a whole batch of keys, so one round trip and one command for
+# all of them (see _RedisCounters).
 _ADD_SCRIPT = """
 local out = {}
 for i, key in ipairs(KEYS) do
-    local count = redis.call('INCRBY', key, ARGV[2 * i - 1])
+    local amount = tonumber(ARGV[4 * i - 3])
+    local need = tonumber(ARGV[4 * i - 2])
+    local limit = tonumber(ARGV[4 * i - 1])
+    local expiry = tonumber(ARGV[4 * i])
+    local count = tonumber(redis.call('GET', key) or '0')
+    local granted = math.min(amount, limit - count)
+    if granted < need then
+        granted = 0
+    end
+    if granted > 0 then
+        count = redis.call('INCRBY', key, granted)
+    end
     local left = redis.call('PTTL', key)
     if left < 0 then
-        redis.call('PEXPIRE', key, ARGV[2 * i])
-        left = tonumber(ARGV[2 * i])
+        if granted > 0 then
+            redis.call('PEXPIRE', key, expiry)
+        end
+        left = expiry
     end
-    out[2 * i - 1] = count
-    out[2 * i] = left
+    out[3 * i - 2] = count
+    out[3 * i - 1] = granted
+    out[3 * i] = left
 end
 return out
 """
 
 _MAX_BATCH = 500  # keys per script call
+
+_Answer = asyncio.Future[tuple[int, int, int]]  # count, granted, time left (ms)
 
 
 class _RedisCounters:
@@ -187,27 +217,29 @@ class _RedisCounters:
             retry=Retry(NoBackoff(), 0),
         )
         self._add = self._client.register_script(_ADD_SCRIPT)
-        self._waiting: list[tuple[str, int, int, asyncio.Future[tuple[int, int]]]] = []
+        self._waiting: list[tuple[str, tuple[int, int, int, int], _Answer]] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def add(self, key: str, amount: int, expiry: int) -> tuple[int, float]:
-        done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((key, amount, expiry * 1000, done))
+    async def add(
+        self, key: str, amount: int, expiry: int, *, need: int = 1, limit: int
+    ) -> tuple[int, int, float]:
+        done: _Answer = asyncio.get_running_loop().create_future()
+        self._waiting.append((key, (amount, need, limit, expiry * 1000), done))
         if self._sender is None:
             self._sender = asyncio.ensure_future(self._send_waiting())
-        count, left_ms = await done
+        count, granted, left_ms = await done
         # Read after the answer, so the window may end up to half a round trip earlier than
         # this says: the tokens granted in it are then spent a fraction of a millisecond late,
         # but never more of them than it granted.
-        return count, time.time() + left_ms / 1000
+        return count, granted, time.time() + left_ms / 1000
 
     async def _send_waiting(self) -> None:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
                 args: list[int] = []
-                for _, amount, expiry_ms, _ in batch:
-                    args += (amount, expiry_ms)
+                for _, arguments, _ in batch:
+                    args += arguments
                 try:
                     # Also bounds what the socket timeouts do not (e.g. name resolution).
                     async with asyncio.timeout(2 * STORAGE_TIMEOUT_SECONDS):
@@ -224,7 +256,9 @@ class _RedisCounters:
                     raise
                 for i, (*_, done) in enumerate(batch):
                     if not done.done():  # its request may have been cancelled meanwhile
-                        done.set_result((int(flat[2 * i]), int(flat[2 * i + 1])))
+                        done.set_result(
+                            (int(flat[3 * i]), int(flat[3 * i + 1]), int(flat[3 * i + 2]))
+                        )
         finally:
             self._sender = None
             for *_, done in self._waiting:
@@ -263,8 +297,13 @@ class _FixedWindow:
     The block adapts: a tenth of what the storage says is left, at most `max_block`, and a
     single request near the limit, so the limit is never exceeded (only what the storage
     granted is spent) and unspent reservations shrink to nothing as the budget runs out.
-    A key over its budget is refused locally until its window ends: in a fixed window the
-    count only grows.
+
+    A request may cost several units (a batch lookup spends one per provider id): it is
+    admitted whole or refused whole. What the lease lacks is reserved in one step that the
+    storage grants entirely or not at all, so a refused request takes nothing from the
+    shared count, and two processes cannot each hold half of what one request needs. A
+    request costing more than this process holds plus what the storage has left is refused
+    locally until the window ends: in a fixed window the count only grows.
     """
 
     def __init__(
@@ -281,19 +320,24 @@ class _FixedWindow:
         limit = self._item.amount
         return Quota(limit, max(limit - lease.counted + lease.tokens, 0), lease.reset_at)
 
-    async def hit(self, identity: str) -> tuple[Quota, bool]:
-        """The quota after this hit, and whether the hit was within the budget."""
+    async def hit(self, identity: str, cost: int = 1) -> tuple[Quota, bool]:
+        """The quota after this hit of `cost` units, and whether all of them were within the
+        budget (if not, none was spent)."""
+        limit = self._item.amount
         # Leases are kept by identity; the storage key is built only to reserve (it cost
         # several microseconds on every request).
         while True:
             lease = self._leases.get(identity)
             if lease is not None and lease.reset_at <= time.time():
                 lease = None
-            if lease is not None and lease.tokens > 0:
-                lease.tokens -= 1
+            if lease is not None and lease.tokens >= cost:
+                lease.tokens -= cost
                 return self._quota(lease), True
-            if lease is not None and lease.counted >= self._item.amount:
+            if lease is not None and lease.tokens + limit - lease.counted < cost:
                 return self._quota(lease), False
+            if cost > limit:
+                # More than a whole window grants: never admitted. Asked once, for the quota.
+                return self._quota(await self._reserve(identity, lease, cost)), False
             # One reservation in flight per key and process: concurrent requests wait for it
             # instead of each reserving a block (which would strand budget in this process
             # that another worker needs). Shielded: a cancelled waiter must not cancel it.
@@ -303,12 +347,24 @@ class _FixedWindow:
             # taken would loop here forever and freeze the worker (tests/faults/
             # test_multiprocess_rate_limits.py hung on it about one run in five).
             if pending is None or pending.done():
-                pending = asyncio.ensure_future(self._reserve(identity, lease))
+                pending = asyncio.ensure_future(self._reserve(identity, lease, cost))
                 self._reserving[identity] = pending
                 pending.add_done_callback(functools.partial(self._reserved, identity))
             reserved = await asyncio.shield(pending)
-            if reserved.tokens == 0 and reserved.counted >= self._item.amount:
+            if reserved.tokens < cost and reserved.tokens + limit - reserved.counted < cost:
                 return self._quota(reserved), False
+            # Otherwise the loop takes the tokens (or, if concurrent requests of this process
+            # took them first, reserves again: the shared count grows each time, so this ends).
+
+    def refund(self, identity: str, amount: int, reset_at: float) -> Quota | None:
+        """Give back `amount` units a hit of the window ending at `reset_at` took from this
+        process's lease: they stay this process's to spend in that window. None (nothing
+        given back) when that window has ended."""
+        lease = self._leases.get(identity)
+        if lease is None or lease.reset_at != reset_at or reset_at <= time.time():
+            return None
+        lease.tokens += amount
+        return self._quota(lease)
 
     def last_known(self, identity: str) -> Quota:
         """The quota as this process last knew it (the storage being unreachable): its lease
@@ -323,22 +379,33 @@ class _FixedWindow:
         if self._reserving.get(identity) is done:
             del self._reserving[identity]
 
-    def _block(self, previous: _Lease | None) -> int:
+    def _block(self, previous: _Lease | None, need: int) -> int:
         limit = self._item.amount
         left = limit - previous.counted if previous is not None else limit
-        return max(1, min(self._max_block, left // 10))
+        return max(need, min(self._max_block, left // 10))
 
-    async def _reserve(self, identity: str, previous: _Lease | None) -> _Lease:
-        block = self._block(previous)
-        count, reset_at = await self._counters.add(
-            self._item.key_for(self._scope, identity), block, self._item.get_expiry()
+    async def _reserve(self, identity: str, previous: _Lease | None, cost: int) -> _Lease:
+        # What the request lacks; a concurrent request's reservation may have covered part.
+        need = max(1, cost - previous.tokens) if previous is not None else cost
+        block = self._block(previous, need)
+        count, granted, reset_at = await self._counters.add(
+            self._item.key_for(self._scope, identity),
+            block,
+            self._item.get_expiry(),
+            need=need,
+            limit=self._item.amount,
         )
-        granted = max(0, min(block, self._item.amount - (count - block)))
         # Another request of this process may have reserved meanwhile: add to its lease. The
         # same window, as the storage reports its end from the time left (so to a few ms),
         # when the two ends are closer than half a window: consecutive windows are one apart.
+        # A lease of a window nothing was granted in yet (count 0) is replaced: its end was
+        # a guess.
         current = self._leases.get(identity)
-        if current is not None and abs(current.reset_at - reset_at) < self._item.get_expiry() / 2:
+        if (
+            current is not None
+            and current.counted > 0
+            and abs(current.reset_at - reset_at) < self._item.get_expiry() / 2
+        ):
             current.tokens += granted
             current.counted = max(current.counted, count)
             return current
@@ -395,6 +462,28 @@ class RateLimits:
         quota, allowed = hit
         if not allowed:
             raise quota.exceeded(self._exceeded)
+        return quota
+
+    async def hit_key_more(self, key_id: str, spent: Quota | None, extra: int) -> Quota | None:
+        """Spend `extra` more units for a request `hit_key` admitted (its answer: `spent`),
+        once the request says what it costs (a batch: one unit per provider id). All or
+        nothing: if the budget cannot cover them, the unit `hit_key` took is given back too
+        and RateLimited raised, the request refused whole. None: the storage is unreachable
+        (fail open), as for `hit_key`."""
+        if extra <= 0:
+            return spent
+        try:
+            quota, allowed = await self._keys.hit(key_id, extra)
+        except Exception as exc:
+            _storage_failed(exc)
+            return None
+        if not allowed:
+            if spent is not None:
+                quota = self._keys.refund(key_id, 1, spent.reset_at) or quota
+            raise quota.exceeded(
+                f"This API key may make {self.per_key} requests, and a batch lookup counts one "
+                f"per provider id: this one needs {extra + 1}, {quota.remaining} are left."
+            )
         return quota
 
     def ensure_address_not_blocked(self, address: str) -> None:

@@ -11,16 +11,20 @@ of docs/performance.md), a plan computed once at start-up calls the dependencies
 endpoint directly.
 
 The plan covers what the lookup needs and nothing more: plain `str` path parameters, the
-`Request`, and dependencies that themselves take only the `Request`. A route outside that
-shape is refused at start-up rather than served with different semantics.
+`Request`, and `async def` dependencies (no `yield`) that themselves take only the `Request`.
+A route outside that shape, or a FastAPI without the private name the plan reads, is refused
+at start-up (when the route is declared) rather than served with different semantics.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import fastapi
 from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIRouter
@@ -32,6 +36,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sonarly_api.errors import AppError
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+_CONTEXT_VAR = "_effective_route_context_var"
 
 
 @dataclass(frozen=True)
@@ -71,15 +77,41 @@ def _plan(dependant: Dependant, path: str) -> _Plan:
     for sub in dependant.dependencies:
         if sub.name is None or sub.call is None or not _only_request(sub):
             raise TypeError(f"{path}: DirectRoute dependencies must take only the Request")
+        if not _plain_coroutine_function(sub.call):
+            # Awaited directly: a sync function's result would be awaited, and a `yield`
+            # dependency's clean-up would never run. FastAPI would serve both: refuse here.
+            raise TypeError(
+                f"{path}: DirectRoute dependency {sub.name} must be an `async def` without `yield`"
+            )
         dependencies.append((sub.name, sub.call))
     return _Plan(dependant.request_param_name, tuple(path_params), tuple(dependencies))
+
+
+def _plain_coroutine_function(call: Callable[..., Any]) -> bool:
+    """An `async def` (not a sync function, not a generator, not an async generator)."""
+    function = inspect.unwrap(call)
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function)
+
+
+def _require_fastapi_internals() -> None:
+    # The name is private: FastAPI may drop or rename it in any release. The versions are
+    # pinned in pyproject.toml; this makes an unpinned install fail at start-up, not per
+    # request (without it, router-level dependencies would be silently skipped).
+    if not hasattr(fastapi_routing, _CONTEXT_VAR):
+        raise RuntimeError(
+            f"fastapi {fastapi.__version__} has no fastapi.routing.{_CONTEXT_VAR}, which the "
+            "lookup's fast lane reads (sonarly_api/routing.py): install the FastAPI version "
+            "pyproject.toml pins"
+        )
 
 
 def _effective_dependant(route: APIRoute) -> Dependant:
     # Under include_router, FastAPI builds the handler with a combined dependant (router-level
     # dependencies included) published in a context variable; honour it when present.
-    context_var = getattr(fastapi_routing, "_effective_route_context_var", None)
-    context = context_var.get() if context_var is not None else None
+    _require_fastapi_internals()
+    context = getattr(fastapi_routing, _CONTEXT_VAR).get()
     if context is not None and getattr(context, "original_route", None) is route:
         dependant: Dependant = context.dependant
         return dependant
@@ -93,6 +125,8 @@ class DirectRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         plan = _plan(_effective_dependant(self), self.path)
         endpoint = self.endpoint
+        if not _plain_coroutine_function(endpoint):
+            raise TypeError(f"{self.path}: a DirectRoute endpoint must be an `async def`")
 
         async def handler(request: Request) -> Response:
             kwargs: dict[str, Any] = {}
@@ -111,7 +145,7 @@ class DirectRoute(APIRoute):
 
 
 class FastLane:
-    """Pure ASGI, the outermost layer: GET requests for DirectRoutes go down `lane`, the
+    """Pure ASGI, the outermost layer: GET (and HEAD) requests for DirectRoutes go down `lane`, the
     app's own middleware (trace id, access log, metrics) around `DirectServer`; everything
     else — other methods (405), other routes — goes down the framework's usual stack.
 
@@ -131,7 +165,8 @@ class FastLane:
         self._routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        # HEAD too: the request guard, in the lane's middleware, serves it as GET.
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             path = scope["path"]
             for route in self._routes:
                 match = route.path_regex.match(path)
@@ -176,5 +211,35 @@ def with_fast_lane(
     return FastLane(stack, lane, routes)
 
 
+def check_fast_lane(app_router: APIRouter, routes: list[DirectRoute]) -> None:
+    """At start-up: refuse dependencies the lane would not run. A DirectRoute's handler is
+    built with the dependencies it was declared with (its router's included); those added by
+    `FastAPI(dependencies=...)` or `include_router(..., dependencies=...)` join only when
+    FastAPI builds the included route for the framework's stack."""
+    if app_router.dependencies:
+        raise TypeError("the fast lane does not run app-level dependencies")
+    lane = set(map(id, routes))
+
+    def walk(router: Any) -> None:
+        for entry in router.routes:
+            included = getattr(entry, "original_router", None)
+            if included is None:
+                continue
+            if any(id(r) in lane for r in included.routes) and entry.include_context.dependencies:
+                raise TypeError(
+                    "the fast lane does not run include_router(..., dependencies=...): "
+                    "declare them on the router of its routes"
+                )
+            walk(included)
+
+    walk(app_router)
+
+
 def direct_routes(router: APIRouter) -> list[DirectRoute]:
-    return [route for route in router.routes if isinstance(route, DirectRoute)]
+    """The router's GET DirectRoutes: FastLane matches paths only, and serves only GETs (a
+    GET on the path of a POST DirectRoute must get the router's 405)."""
+    return [
+        route
+        for route in router.routes
+        if isinstance(route, DirectRoute) and "GET" in (route.methods or ())
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -63,6 +63,13 @@ EXTRA_HEADERS = "extra_response_headers"
 def add_response_header(scope: Scope, name: str, value: str) -> None:
     """Queue a header for whatever response this request ends with (success or error)."""
     scope["state"][EXTRA_HEADERS].append((name.encode("latin-1"), value.encode("latin-1")))
+
+
+def remove_response_headers(scope: Scope, names: Iterable[str]) -> None:
+    """Unqueue the headers of these names (e.g. to queue newer values instead)."""
+    dropped = {name.lower().encode("latin-1") for name in names}
+    queued: list[tuple[bytes, bytes]] = scope["state"][EXTRA_HEADERS]
+    queued[:] = [(name, value) for name, value in queued if name.lower() not in dropped]
 
 
 class TraceMiddleware:

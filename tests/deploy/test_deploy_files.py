@@ -83,7 +83,7 @@ class TestDockerfile:
 
 class TestCompose:
     def test_services(self) -> None:
-        assert set(SERVICES) == {"postgres", "redis", "migrate", "api"}
+        assert set(SERVICES) == {"postgres", "redis", "migrate", "api", "worker"}
         assert SERVICES["postgres"]["image"] == "postgres:18"
         assert SERVICES["postgres"]["volumes"] == ["pgdata:/var/lib/postgresql"]
         assert SERVICES["redis"]["image"].startswith("redis:")
@@ -111,6 +111,16 @@ class TestCompose:
         assert env["DATABASE_URL"].endswith("@postgres:5432/sonarly")
         assert env["API_KEY_PEPPER"].startswith("${API_KEY_PEPPER:?")
         assert SERVICES["migrate"]["environment"] == env
+
+    def test_jobs_run_in_the_worker_service(self) -> None:
+        api, worker = SERVICES["api"], SERVICES["worker"]
+        assert "--no-worker" in api["command"]
+        assert worker["command"][0] == "worker"
+        assert worker["image"] == api["image"]
+        env = worker["environment"]
+        assert env["DATABASE_URL"] == api["environment"]["DATABASE_URL"]
+        assert env["API_KEY_PEPPER"] == api["environment"]["API_KEY_PEPPER"]
+        assert worker["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
     @pytest.mark.skipif(
         shutil.which("docker-compose") is None,

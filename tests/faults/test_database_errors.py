@@ -27,7 +27,7 @@ from sonarly_api.db import (
 from sonarly_api.handlers import render_unhandled
 from sonarly_api.migrations import upgrade
 from tests.conftest import Factory, bearer, client_for, make_settings
-from tests.support import Role, admin_sql, plain_dsn, service_role
+from tests.outages import Role, admin_sql, plain_dsn, service_role
 
 
 class Seed:

@@ -21,7 +21,7 @@ import pytest
 from sonarly_api.config import Settings
 from tests.conftest import PEPPER, Factory, bearer
 from tests.observability.test_metrics import LOOKUP, requests_total
-from tests.support import redis_url
+from tests.outages import redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120  # seconds; worker start-up is slow on a loaded machine

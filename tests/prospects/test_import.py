@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sonarly_api.db import async_url
 from sonarly_api.ids import new_id
 from sonarly_api.migrations import upgrade
-from sonarly_api.prospects import importer
+from sonarly_api.prospects import import_apply, import_copy, import_staging, importer
 from sonarly_api.prospects.import_rows import StagedRow
 from sonarly_api.prospects.importer import ImportFailed, RowError, import_prospects
 
@@ -136,13 +136,13 @@ def chunk_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     file must give the same persons as in one. Chunks of 1 also reach COPY as CSV encoded in
     advance, which the importer otherwise does only while it waits for the server."""
     if request.param is not None:
-        monkeypatch.setattr(importer, "CHUNK_ROWS", request.param)
+        monkeypatch.setattr(import_staging, "CHUNK_ROWS", request.param)
     if request.param == 1:
         force_encoding(monkeypatch, ahead=True)
 
 
 def force_encoding(monkeypatch: pytest.MonkeyPatch, *, ahead: bool) -> None:
-    monkeypatch.setattr(importer, "_encode_ahead", lambda spare, cost: ahead)
+    monkeypatch.setattr(import_copy, "encode_ahead", lambda spare, cost: ahead)
 
 
 # --- formats --------------------------------------------------------------------------------
@@ -151,7 +151,11 @@ def force_encoding(monkeypatch: pytest.MonkeyPatch, *, ahead: bool) -> None:
 def sample_rows(uid: str) -> list[dict[str, Any]]:
     return [
         {"providerId": f"p1-{uid}", "publicIdentifier": f"alice-{uid}", "name": "Alice"},
-        {"providerId": f"p2-{uid}", "linkedinUrl": f"https://li/bob-{uid}", "title": "CTO"},
+        {
+            "providerId": f"p2-{uid}",
+            "linkedinUrl": f"https://www.linkedin.com/in/bob-{uid}",
+            "title": "CTO",
+        },
         {"providerId": f"p3-{uid}", "name": "Nobody", "companyName": "Acme"},
     ]
 
@@ -192,7 +196,7 @@ async def test_formats_give_the_same_result(
            for r in await prospects(import_engine, group)}  # fmt: skip
     assert got == {
         (f"p1-{uid}", f"alice-{uid}", None, "Alice", None),
-        (f"p2-{uid}", None, f"https://li/bob-{uid}", None, "CTO"),
+        (f"p2-{uid}", None, f"https://www.linkedin.com/in/bob-{uid}", None, "CTO"),
         (f"p3-{uid}", None, None, "Nobody", None),
     }
 
@@ -243,7 +247,11 @@ async def test_values_reach_the_tables_exactly(
         tmp_path / "rows.jsonl",
         jsonl(
             {"providerId": f"a-{uid}", "publicIdentifier": f"ann-{uid}", **tricky},
-            {"providerId": f"b-{uid}", "linkedinUrl": f'https://li/b,"{uid}', **foreign},
+            {
+                "providerId": f"b-{uid}",
+                "linkedinUrl": f'https://www.linkedin.com/in/b,"{uid}',
+                **foreign,
+            },
         ),
     )
     assert (await import_prospects(import_engine, group, path)).created == 2
@@ -259,14 +267,17 @@ async def test_values_reach_the_tables_exactly(
         foreign["companyName"],
         foreign["title"],
     )
-    assert second["person_linkedin_url"] == f'https://li/b,"{uid}'
+    # Normalised: the characters a URL path cannot hold as they are, percent-encoded.
+    assert second["person_linkedin_url"] == f"https://www.linkedin.com/in/b%2C%22{uid}"
 
 
-async def test_empty_files(import_engine: AsyncEngine, tmp_path: Path) -> None:
+async def test_a_header_without_rows_imports_nothing(
+    import_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """(An empty file is an error: tests/prospects/test_import_files.py.)"""
     group = await make_group(import_engine)
-    for path in (write(tmp_path / "a.jsonl", ""), write(tmp_path / "b.csv", HEADER + "\n")):
-        summary = await import_prospects(import_engine, group, path)
-        assert (summary.rows_read, summary.created) == (0, 0)
+    summary = await import_prospects(import_engine, group, write(tmp_path / "b.csv", HEADER + "\n"))
+    assert (summary.rows_read, summary.created) == (0, 0)
 
 
 # --- idempotence and updates ----------------------------------------------------------------
@@ -278,8 +289,8 @@ async def test_reimport_changes_nothing(
     group = await make_group(import_engine)
     path = csv_file(
         tmp_path / "rows.csv",
-        f"p1-{uid},,alice-{uid},https://li/alice-{uid},Alice,Acme,CEO",
-        f"p2-{uid},,,https://li/bob-{uid},Bob,,",
+        f"p1-{uid},,alice-{uid},https://www.linkedin.com/in/alice-{uid},Alice,Acme,CEO",
+        f"p2-{uid},,,https://www.linkedin.com/in/bob-{uid},Bob,,",
         f"p3-{uid},{new_id()},,,Carol,,",
         f"p4-{uid},,,,Anon 1,,",
         f"p4-{uid},,,,Anon 2,,",
@@ -338,7 +349,7 @@ async def test_person_id_is_used_and_created_if_missing(
     missing = new_id()
     path = csv_file(
         tmp_path / "rows.csv",
-        f"p1-{uid},{existing.upper()},other-{uid},https://li/other-{uid},,,",
+        f"p1-{uid},{existing.upper()},other-{uid},https://www.linkedin.com/in/other-{uid},,,",
         f"p2-{uid},{missing},,,,,",
     )
     await import_prospects(import_engine, group, path)
@@ -350,7 +361,7 @@ async def test_person_id_is_used_and_created_if_missing(
     assert first["person_public_identifier"] == f"known-{uid}"
     assert (first["public_identifier"], first["linkedin_url"]) == (
         f"other-{uid}",
-        f"https://li/other-{uid}",
+        f"https://www.linkedin.com/in/other-{uid}",
     )
     second = rows[f"p2-{uid}"]
     assert second["person_id"] == missing
@@ -362,12 +373,12 @@ async def test_public_identifier_finds_or_creates_the_person(
 ) -> None:
     group = await make_group(import_engine)
     known = await add_person(import_engine, f"known-{uid}")
-    taken_url = f"https://li/taken-{uid}"
+    taken_url = f"https://www.linkedin.com/in/third-{uid}"
     url_owner = await add_person(import_engine, None, taken_url)
     path = csv_file(
         tmp_path / "rows.csv",
         f"p1-{uid},,known-{uid},,,,",
-        f"p2-{uid},,new-{uid},https://li/new-{uid},,,",
+        f"p2-{uid},,new-{uid},https://www.linkedin.com/in/new-{uid},,,",
         f"p3-{uid},,third-{uid},{taken_url},,,",
     )
     persons_before = await count_persons(import_engine)
@@ -380,7 +391,7 @@ async def test_public_identifier_finds_or_creates_the_person(
     created = rows[f"p2-{uid}"]
     assert (created["person_public_identifier"], created["person_linkedin_url"]) == (
         f"new-{uid}",
-        f"https://li/new-{uid}",
+        f"https://www.linkedin.com/in/new-{uid}",
     )
     # Its URL belongs to another person: the new person gets none, the prospect keeps it.
     third = rows[f"p3-{uid}"]
@@ -396,12 +407,14 @@ async def test_linkedin_url_finds_or_creates_the_person(
     import_engine: AsyncEngine, tmp_path: Path, uid: str, chunk_rows: None
 ) -> None:
     group = await make_group(import_engine)
-    known = await add_person(import_engine, f"someone-{uid}", f"https://li/known-{uid}")
+    known = await add_person(
+        import_engine, f"someone-{uid}", f"https://www.linkedin.com/in/known-{uid}"
+    )
     path = csv_file(
         tmp_path / "rows.csv",
-        f"p1-{uid},,,https://li/known-{uid},,,",
-        f"p2-{uid},,,https://li/new-{uid},,,",
-        f"p3-{uid},,,https://li/new-{uid},,,",  # the same (new) person
+        f"p1-{uid},,,https://www.linkedin.com/in/known-{uid},,,",
+        f"p2-{uid},,,https://www.linkedin.com/in/new-{uid},,,",
+        f"p3-{uid},,,https://www.linkedin.com/in/new-{uid},,,",  # the same (new) person
     )
     persons_before = await count_persons(import_engine)
     await import_prospects(import_engine, group, path)
@@ -414,7 +427,7 @@ async def test_linkedin_url_finds_or_creates_the_person(
     new = rows[f"p2-{uid}"]
     assert (new["person_public_identifier"], new["person_linkedin_url"]) == (
         None,
-        f"https://li/new-{uid}",
+        f"https://www.linkedin.com/in/new-{uid}",
     )
     assert rows[f"p3-{uid}"]["person_id"] == new["person_id"]
 
@@ -425,48 +438,51 @@ async def test_new_persons_follow_file_order_for_a_shared_url(
     """As if rows were processed one by one: whoever creates a person with a URL first owns
     it, and a URL-only row then finds that person."""
     group = await make_group(import_engine)
-    url, url2 = f"https://li/shared-{uid}", f"https://li/shared2-{uid}"
+    # A row's URL must be the profile of its publicIdentifier, but identifiers differing in
+    # case only are distinct persons that share one URL.
+    url, url2 = f"https://www.linkedin.com/in/shared-{uid}", f"https://www.linkedin.com/in/x-{uid}"
     path = csv_file(
         tmp_path / "rows.csv",
-        f"p1-{uid},,first-{uid},{url},,,",  # creates first(url)
-        f"p2-{uid},,second-{uid},{url},,,",  # url taken by first: second()
-        f"p3-{uid},,,{url},,,",  # -> first
+        f"p1-{uid},,shared-{uid},{url},,,",  # creates shared(url)
+        f"p2-{uid},,SHARED-{uid},{url},,,",  # url taken by shared: SHARED()
+        f"p3-{uid},,,{url},,,",  # -> shared
         f"p4-{uid},,,{url2},,,",  # creates (url2)
-        f"p5-{uid},,third-{uid},{url2},,,",  # url2 taken: third()
+        f"p5-{uid},,X-{uid},{url2},,,",  # url2 taken: X()
     )
     await import_prospects(import_engine, group, path)
 
     rows = {r["provider_id"]: r for r in await prospects(import_engine, group)}
     ident = {k: (r["person_public_identifier"], r["person_linkedin_url"]) for k, r in rows.items()}
-    assert ident[f"p1-{uid}"] == (f"first-{uid}", url)
-    assert ident[f"p2-{uid}"] == (f"second-{uid}", None)
+    assert ident[f"p1-{uid}"] == (f"shared-{uid}", url)
+    assert ident[f"p2-{uid}"] == (f"SHARED-{uid}", None)
     assert rows[f"p3-{uid}"]["person_id"] == rows[f"p1-{uid}"]["person_id"]
     assert ident[f"p4-{uid}"] == (None, url2)
-    assert ident[f"p5-{uid}"] == (f"third-{uid}", None)
+    assert ident[f"p5-{uid}"] == (f"X-{uid}", None)
 
 
 async def test_the_first_row_of_a_public_identifier_creates_its_person(
     import_engine: AsyncEngine, tmp_path: Path, uid: str, chunk_rows: None
 ) -> None:
-    """Its URL is the first row's; later rows (in later chunks too) find that person."""
+    """Its URL is the first row's (here none); later rows (in later chunks too) find that
+    person, and do not give it theirs."""
     group = await make_group(import_engine)
+    url = f"https://www.linkedin.com/in/dup-{uid}"
     path = csv_file(
         tmp_path / "rows.csv",
-        f"p1-{uid},,dup-{uid},https://li/dup1-{uid},,,",
+        f"p1-{uid},,dup-{uid},,,,",
         f"p2-{uid},,other-{uid},,,,",
-        f"p3-{uid},,dup-{uid},https://li/dup2-{uid},,,",
-        f"p4-{uid},,,https://li/dup2-{uid},,,",  # a URL no person has: a person of its own
+        f"p3-{uid},,dup-{uid},{url},,,",
+        f"p4-{uid},,,{url},,,",  # a URL no person has: a person of its own
     )
     await import_prospects(import_engine, group, path)
 
     rows = {r["provider_id"]: r for r in await prospects(import_engine, group)}
     first, third, fourth = rows[f"p1-{uid}"], rows[f"p3-{uid}"], rows[f"p4-{uid}"]
     assert third["person_id"] == first["person_id"]
-    assert first["person_linkedin_url"] == f"https://li/dup1-{uid}"
-    assert (fourth["person_public_identifier"], fourth["person_linkedin_url"]) == (
-        None,
-        f"https://li/dup2-{uid}",
-    )
+    assert first["person_linkedin_url"] is None
+    assert third["linkedin_url"] == url  # the prospect keeps the row's
+    assert fourth["person_id"] != first["person_id"]
+    assert (fourth["person_public_identifier"], fourth["person_linkedin_url"]) == (None, url)
 
 
 async def test_persons_are_shared_across_groups(
@@ -580,7 +596,7 @@ async def test_the_last_row_wins_for_a_person_the_import_creates(
         tmp_path / "rows.csv",
         f"p-{uid},,alice-{uid},,First,,",
         f"q-{uid},,bob-{uid},,Bob,,",
-        f"p-{uid},,,https://li/alice-{uid},Lost,,",  # a person of its own
+        f"p-{uid},,,https://www.linkedin.com/in/alice-{uid},Lost,,",  # a person of its own
         f"p-{uid},,alice-{uid},,Third,Acme,",
         f"q-{uid},,bob-{uid},,Bob,,",  # the same values
     )
@@ -599,7 +615,7 @@ async def test_the_last_row_wins_for_a_person_the_import_creates(
 
 
 def test_a_chunk_is_prepared_in_insert_order_with_its_flags() -> None:
-    """What `_prepare` adds for the chunk statement (no database): persons in (public
+    """What `import_staging.prepare` adds for the chunk statement (no database): persons in (public
     identifier, else URL; line) order, and the flags that spare the statement a sort of the
     whole chunk."""
     person = "ab" * 12
@@ -611,7 +627,7 @@ def test_a_chunk_is_prepared_in_insert_order_with_its_flags() -> None:
         (6, "s", person, "cid", "https://li/c", None, None, None),  # a personId: no person
         (7, "t", None, None, None, None, None, None),  # anonymous
     ]
-    staged = importer._prepare(chunk, 100)
+    staged = import_staging.prepare(chunk, 100)
 
     # By public identifier, else URL, then line; the rows that create no person last.
     assert [row[0] for row in staged] == [3, 2, 4, 5, 6, 7]
@@ -777,7 +793,6 @@ async def test_rejects_path_needs_skip_invalid(import_engine: AsyncEngine, tmp_p
         ),
         ("name,title\nx,y\n", 1, "missing required column providerId."),
         ("providerId,name,name\nx,y,z\n", 1, "duplicated column(s): name."),
-        ("", 1, "the file is empty: expected a header line naming at least providerId."),
     ],
 )
 async def test_bad_header_fails_the_whole_import(
@@ -887,7 +902,7 @@ async def test_an_exception_mid_import_writes_nothing(
     monkeypatch.setattr(importer, "_YIELD_EVERY", 1000)
     monkeypatch.setattr(importer, "PROGRESS_EVERY", 10_000)
     # Stopped with chunks' persons created and the next chunk's statement under way.
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3_000)
+    monkeypatch.setattr(import_staging, "CHUNK_ROWS", 3_000)
     group, before, persons = await base_state(import_engine, tmp_path, uid)
     seen: list[int] = []
 
@@ -910,7 +925,7 @@ async def test_cancellation_mid_import_writes_nothing(
     monkeypatch.setattr(importer, "_YIELD_EVERY", 1000)
     monkeypatch.setattr(importer, "PROGRESS_EVERY", 10_000)
     # Stopped with chunks' persons created and the next chunk's statement under way.
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3_000)
+    monkeypatch.setattr(import_staging, "CHUNK_ROWS", 3_000)
     group, before, persons = await base_state(import_engine, tmp_path, uid)
     path = big_file(tmp_path / "rows.csv", uid, 20_000)
 
@@ -935,7 +950,7 @@ async def test_a_failure_after_persons_were_created_writes_nothing(
 ) -> None:
     group, before, persons = await base_state(import_engine, tmp_path, uid)
     # The last statement fails (division by zero), after the persons were inserted.
-    monkeypatch.setattr(importer, "_UPSERT", "SELECT 1, 1 / (length(:group) - 24) -- {new_id}")
+    monkeypatch.setattr(import_apply, "UPSERT", "SELECT 1, 1 / (length(:group) - 24) -- {new_id}")
     path = big_file(tmp_path / "rows.csv", uid, 300)
     with pytest.raises(Exception, match="division by zero"):
         await import_prospects(import_engine, group, path)
@@ -947,7 +962,7 @@ async def test_a_failed_import_leaves_no_rejects_file(
     import_engine: AsyncEngine, tmp_path: Path, uid: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     group = await make_group(import_engine)
-    monkeypatch.setattr(importer, "_UPSERT", "SELECT 1, 1 / (length(:group) - 24) -- {new_id}")
+    monkeypatch.setattr(import_apply, "UPSERT", "SELECT 1, 1 / (length(:group) - 24) -- {new_id}")
     rejects = tmp_path / "rejects.csv"
     path = csv_file(tmp_path / "rows.csv", f"ok-{uid},,,,,,", "bad/one,,,,,,")
     with pytest.raises(Exception, match="division by zero"):

@@ -248,7 +248,7 @@ async def test_truncate_keeps_references(create_database: Callable[[], str]) -> 
             with pytest.raises(asyncpg.FeatureNotSupportedError, match="prospects refer to it"):
                 await conn.execute(f"TRUNCATE {table} CASCADE")
         assert await count(conn, "persons") == 1
-        await conn.execute("TRUNCATE prospects, persons, api_key_grants, account_groups")
+        await conn.execute("TRUNCATE prospects, persons, api_key_grants, account_groups CASCADE")
 
         assert await count(conn, "persons") == await count(conn, "prospects") == 0
     finally:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from sonarly_api.accounts import repository
+from sonarly_api.accounts.repository import AccountGroupRow
 from sonarly_api.accounts.schemas import AccountGroupOut, AccountGroupPage
 from sonarly_api.auth.principal import Principal
+from sonarly_api.credits.plans import DEFAULT_PLAN, parse_plan
 from sonarly_api.db import Database
 from sonarly_api.pagination import decode_cursor, encode_cursor
 from sonarly_api.timestamps import iso_millis
@@ -24,3 +28,13 @@ async def granted_account_groups(
         next_cursor=encode_cursor(page[-1].id) if has_more else None,
         has_more=has_more,
     )
+
+
+async def create(
+    conn: AsyncConnection, name: str, plan: str = DEFAULT_PLAN, credits: int = 0
+) -> AccountGroupRow:
+    """A new account group on `plan` with `credits` granted, on the caller's transaction.
+    ValueError (a readable reason) for an unknown plan or negative credits."""
+    if credits < 0:
+        raise ValueError(f"initial credits cannot be negative ({credits})")
+    return await repository.create(conn, name, parse_plan(plan), credits)

@@ -9,14 +9,17 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from sonarly_api.auth.principal import Principal
-from sonarly_api.errors import PermissionDenied, Unauthorized
+from sonarly_api.edge.addresses import budget_address
+from sonarly_api.errors import PermissionDenied, RateLimited, Unauthorized
+from sonarly_api.ratelimit import Quota
 from sonarly_api.state import AppState
-from sonarly_api.tracing import add_response_header
+from sonarly_api.tracing import add_response_header, remove_response_headers
 
 
 async def _authenticate_and_limit(request: Request) -> Principal:
     state: AppState = request.app.state.sonarly
-    address = request.client.host if request.client else "unknown"
+    # The connection's address, or a trusted proxy's X-Forwarded-For; per /64 for IPv6.
+    address = budget_address(request.client.host if request.client else None)
     limits = state.rate_limits
     limits.ensure_address_not_blocked(address)
     try:
@@ -28,8 +31,10 @@ async def _authenticate_and_limit(request: Request) -> Principal:
     # Authenticated answers are per key and per tenant: no shared or private cache may keep them.
     add_response_header(request.scope, "Cache-Control", "no-store")
     quota = await limits.hit_key(principal.key_id)
-    for name, value in quota.headers().items():
-        add_response_header(request.scope, name, value)
+    request.state.rate_limit_quota = quota  # for spend_per_item
+    if quota is not None:
+        for name, value in quota.headers().items():
+            add_response_header(request.scope, name, value)
     return principal
 
 
@@ -49,3 +54,25 @@ def require(permission: str) -> Callable[[Request], Awaitable[Principal]]:
 
     dependency.__name__ = f"require_{permission.replace(':', '_')}"
     return dependency
+
+
+_RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+async def spend_per_item(request: Request, principal: Principal, items: int) -> None:
+    """For a request that costs one unit of the key's budget per item (a batch lookup: one
+    per provider id), known once its body is read: the unit spent at authentication counts
+    for the first item, the others are spent now, all or nothing. Over budget: 429 and
+    nothing spent (RateLimited). The X-RateLimit-* headers then say what is left."""
+    state: AppState = request.app.state.sonarly
+    spent: Quota | None = getattr(request.state, "rate_limit_quota", None)
+    try:
+        quota = await state.rate_limits.hit_key_more(principal.key_id, spent, items - 1)
+    except RateLimited:
+        # The error carries the current figures; the ones queued at authentication are stale.
+        remove_response_headers(request.scope, _RATE_LIMIT_HEADERS)
+        raise
+    if quota is not None and quota is not spent:
+        remove_response_headers(request.scope, _RATE_LIMIT_HEADERS)
+        for name, value in quota.headers().items():
+            add_response_header(request.scope, name, value)

@@ -1,6 +1,8 @@
 """API key format: `sk_live_` + 22 base62 characters of randomness + 6 of CRC32 checksum.
 
-The checksum lets a mistyped or forged key be rejected before any database query.
+The checksum lets a mistyped key be rejected before any database query. It is a typo check,
+not a protection: CRC32 is public, so anyone can make well-formed keys at will, and those
+reach the database like real ones (the authenticator caches them apart and reads each once).
 The key is stored only as HMAC-SHA256(pepper, key) and compared by that digest.
 """
 

@@ -142,22 +142,24 @@ class AccessLog:
         seconds: float,
         key_id: str | None,
         account_group_id: str | None,
+        job_id: str | None = None,
     ) -> None:
-        line = self._render(
-            {
-                "event": "request",
-                "logger": ACCESS_LOGGER,
-                "level": "info",
-                "timestamp": _clock.now(),
-                "traceId": current_trace_id(),
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": int(seconds * 1_000_000) / 1000,  # cheaper than round()
-                "keyId": key_id,
-                "accountGroupId": account_group_id,
-            }
-        )
+        entry: EventDict = {
+            "event": "request",
+            "logger": ACCESS_LOGGER,
+            "level": "info",
+            "timestamp": _clock.now(),
+            "traceId": current_trace_id(),
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": int(seconds * 1_000_000) / 1000,  # cheaper than round()
+            "keyId": key_id,
+            "accountGroupId": account_group_id,
+        }
+        if job_id is not None:
+            entry["jobId"] = job_id  # a prospecting job's requests
+        line = self._render(entry)
         stream = self._stream if self._stream is not None else sys.stderr
         try:  # noqa: SIM105 - free in 3.11+, where contextlib.suppress is not
             # One call with the whole line, and stderr is line-buffered: one system call,
@@ -186,6 +188,18 @@ def resolve_format(configured: LogFormat | None, stream: TextIO) -> LogFormat:
     return "console" if _isatty(stream) else "json"
 
 
+# Loggers of the job queue's libraries, whose warnings quote driver errors (socket paths,
+# server messages) after a colon: only the part before it is kept.
+_QUEUE_LIBRARIES = ("psycopg", "procrastinate")
+
+
+def _queue_library_lines(record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.WARNING and record.name.startswith(_QUEUE_LIBRARIES):
+        record.msg = record.getMessage().split(": ", 1)[0].strip()
+        record.args = None
+    return True
+
+
 def configure_logging(
     level: str = "info",
     fmt: LogFormat | None = None,
@@ -211,6 +225,7 @@ def configure_logging(
     )
 
     handler = _Handler(stream)
+    handler.addFilter(_queue_library_lines)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

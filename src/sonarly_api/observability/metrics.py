@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -103,6 +103,12 @@ class RequestMetrics:
         self._rate_limited: dict[str, int] = {}
         self._files: dict[tuple[str, ...], Any] = {}  # multiprocess values, by series
         self._pool_gauge: Gauge | None = None
+        # Other features' metrics (prospecting jobs): collectors asked at every scrape, those
+        # of this process only (in multiprocess mode their values are in the shared files
+        # already), and what to refresh before a scrape.
+        self.collectors: list[Any] = []
+        self.process_collectors: list[Any] = []
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
         if directory is not None:
             # Another worker's pool cannot be read at scrape time: each worker publishes its
             # own, and the scrape sums the live workers' values.
@@ -217,9 +223,15 @@ class RequestMetrics:
 
     async def exposition(self) -> bytes:
         """Every metric in the text format (every worker's, in multiprocess mode)."""
+        for refresh in self.before_scrape:
+            await refresh()
         registry = CollectorRegistry()
+        for collector in self.collectors:
+            registry.register(collector)
         if self.directory is None:
             registry.register(self)
+            for collector in self.process_collectors:
+                registry.register(collector)
             return generate_latest(registry)
         self.flush()
         MultiProcessCollector(registry, path=self.directory)

@@ -66,4 +66,16 @@ class ObservabilityMiddleware:
             if not is_id(group):
                 group = None
         key_id = principal.key_id if principal is not None else None
-        log.write(method, template, status, seconds, key_id, group)
+        log.write(method, template, status, seconds, key_id, group, _job_id(scope))
+
+
+def _job_id(scope: Scope) -> str | None:
+    """The prospecting job a request is about: its path's `jobId` (a well-formed one only),
+    or the job a start request created (the endpoint puts it in the request state)."""
+    job = (scope.get("path_params") or {}).get("jobId")
+    if job is None and "state" in scope:
+        job = scope["state"].get("job_id")
+    if not isinstance(job, str):
+        return None
+    job = job.lower()
+    return job if is_id(job) else None

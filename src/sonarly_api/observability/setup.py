@@ -30,6 +30,7 @@ def install_observability(app: FastAPI, settings: Settings) -> RequestMetrics | 
             return state.rate_limits.storage.failures if state is not None else 0
 
         metrics = RequestMetrics(pool, multiprocess_dir(), storage_failures)
+        _add_job_metrics(app, metrics)
         token = settings.metrics_token
         app.include_router(
             metrics_router(metrics, token.get_secret_value() if token is not None else None)
@@ -58,3 +59,18 @@ def _flush_during_lifespan(app: FastAPI, metrics: RequestMetrics) -> None:
                 metrics.close()
 
     app.router.lifespan_context = lifespan
+
+
+def _add_job_metrics(app: FastAPI, metrics: RequestMetrics) -> None:
+    """Prospecting jobs: per status from the database, and this process's worker's own."""
+    from sonarly_api.prospecting.metrics import REGISTRY, StatusCounts, read_status_counts
+
+    counts = StatusCounts()
+
+    async def refresh() -> None:
+        state = getattr(app.state, "sonarly", None)  # set by the lifespan
+        counts.counts = None if state is None else await read_status_counts(state.db.engine)
+
+    metrics.collectors.append(counts)
+    metrics.process_collectors.append(REGISTRY)
+    metrics.before_scrape.append(refresh)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import itertools
 import json
 import operator
 import re
 import zlib
+from collections import Counter
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +35,8 @@ FIELDS = (
 _FIELD_SET = frozenset(FIELDS)
 MAX_VALUE_CHARS = 2000
 # Seven values of 2,000 characters, even fully \u-escaped, fit well within this; a longer
-# line is rejected without ever being held whole.
-MAX_JSON_LINE_BYTES = 1_000_000
+# line (JSON Lines or CSV) is rejected without ever being held whole.
+MAX_LINE_BYTES = 1_000_000
 _RAW_EXCERPT_BYTES = 1000
 _BOM = b"\xef\xbb\xbf"  # which spreadsheet exports put first
 
@@ -84,11 +84,20 @@ class _Invalid(Exception):
     """A row-level problem; its message is the reason."""
 
 
+_TOO_LONG = f"line longer than {MAX_LINE_BYTES} bytes."
+_EMPTY = "the file is empty"
+_CR_ONLY = (
+    "lines end with a carriage return alone (CR, as on old Macs); save the file with LF or"
+    " CRLF line endings."
+)
+
+
 @dataclass
 class _Position:
     """Set by the line decoder, read and reset by the CSV parser."""
 
     undecodable: bool = False  # a line of the current record was not UTF-8
+    too_long: str | None = None  # the start of an over-long line of the current record
 
 
 class ReadPosition:
@@ -120,13 +129,19 @@ def read_rows(
     work) and reads lazily. Raises `BadFile` for a problem with the file as a whole.
     `position`, if given, follows the bytes read."""
     gz = _is_gzip(path)
-    fmt = detect_format(path, gz)
+    start = _start(path, gz)
+    # One rule whatever the format or the name: nothing to import is an error.
+    if not start:
+        raise BadFile(None, _EMPTY)
+    if _cr_only(start):
+        raise BadFile(None, _CR_ONLY)
+    fmt = detect_format(path, start)
     return _read(path, gz, fmt, position or ReadPosition())
 
 
-def detect_format(path: Path, gz: bool) -> Format:
+def detect_format(path: Path, start: bytes) -> Format:
     """By suffix (`.csv`, `.jsonl`, `.ndjson`, each optionally `.gz`), else by the first
-    non-blank character: `{` means JSON Lines."""
+    non-blank character (`start`, see `_start`): `{` means JSON Lines."""
     suffixes = [suffix.lower() for suffix in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes.pop()
@@ -134,15 +149,31 @@ def detect_format(path: Path, gz: bool) -> Format:
         return "csv"
     if suffixes and suffixes[-1] in (".jsonl", ".ndjson"):
         return "jsonl"
+    return "jsonl" if start.startswith(b"{") else "csv"
+
+
+def _start(path: Path, gz: bool) -> bytes:
+    """The file's first bytes from its first non-blank one on (up to 64 KB; b"" for a file
+    with nothing but blanks), BOM left out."""
     with _open(path, gz) as file:
         try:
+            first = True
             while chunk := file.read(64 * 1024):
-                if stripped := chunk.removeprefix(_BOM).lstrip():
-                    return "jsonl" if stripped.startswith(b"{") else "csv"
+                if first:
+                    chunk, first = chunk.removeprefix(_BOM), False
+                if stripped := chunk.lstrip():
+                    return stripped
         except (EOFError, gzip.BadGzipFile, zlib.error):
             raise BadFile(None, "the gzip data is corrupt or truncated.") from None
-    # Blank: as JSON Lines it is simply empty (as CSV it would lack its header).
-    return "jsonl"
+    return b""
+
+
+def _cr_only(start: bytes) -> bool:
+    """Whether the first line ends with a lone CR: no line of the file then ends with LF,
+    and neither format can be read. (Only the first line: a quoted CSV value may hold a
+    lone CR further on.)"""
+    cr, lf = start.find(b"\r"), start.find(b"\n")
+    return cr != -1 and (lf == -1 or cr < lf) and lf != cr + 1
 
 
 def _is_gzip(path: Path) -> bool:
@@ -177,12 +208,22 @@ def _read(
 
 def _decoded(file: io.BufferedIOBase, position: _Position) -> Iterator[str]:
     """Lines as text, their endings kept as the csv module needs. Bytes that are not UTF-8
-    are replaced and flagged, so that only the record they are in is rejected."""
-    lines = iter(file)
-    first = next(lines, None)
-    if first is None:
-        return
-    for raw in itertools.chain((first.removeprefix(_BOM),), lines):
+    are replaced and flagged, so that only the record they are in is rejected. A line
+    longer than MAX_LINE_BYTES is never held whole: it is read past and flagged (its record
+    is rejected), and the csv module gets an empty line with as many quotes (0 or 1) as
+    keep its idea of what is quoted: the lines after it are read as they would have been."""
+    first = True
+    while raw := file.readline(MAX_LINE_BYTES + 1):
+        if first:
+            raw, first = raw.removeprefix(_BOM), False
+        if len(raw) > MAX_LINE_BYTES:
+            quotes = raw.count(b'"')
+            if not raw.endswith(b"\n"):
+                quotes += _skip_line(file)
+            if position.too_long is None:
+                position.too_long = raw[:_RAW_EXCERPT_BYTES].decode(errors="replace")
+            yield '"' * (quotes % 2) + "\n"
+            continue
         try:
             text = raw.decode()
         except UnicodeDecodeError:
@@ -202,6 +243,10 @@ def _csv_rows(lines: Iterator[str], position: _Position) -> Iterator[StagedRow |
         for record in reader:
             line = previous + 1  # a record starts on the line after the previous one ended
             previous = reader.line_num
+            if position.too_long is not None:
+                yield Rejected(line, _TOO_LONG, position.too_long)
+                position.too_long, position.undecodable = None, False
+                continue
             if position.undecodable:
                 position.undecodable = False
                 reason = "not valid UTF-8."
@@ -219,7 +264,22 @@ def _csv_rows(lines: Iterator[str], position: _Position) -> Iterator[StagedRow |
             if "".join(record).strip():
                 yield Rejected(line, reason, _as_csv(record))
     except csv.Error as exc:
-        raise BadFile(reader.line_num, f"malformed CSV: {exc}.") from None
+        raise BadFile(reader.line_num, _csv_error(exc)) from None
+
+
+def _csv_error(exc: csv.Error) -> str:
+    """What the csv module found wrong, in plain words where its own are Python's."""
+    message = str(exc)
+    if message.startswith("new-line character seen in unquoted field"):
+        return (
+            "a carriage return (CR) alone inside a line, outside quotes; save the file with"
+            " LF or CRLF line endings."
+        )
+    if message.startswith("field larger than field limit"):
+        # The csv module's limit (process-wide state, left as it is). Not a rejected row: a
+        # quote left open makes one value of the rest of the file.
+        return f"a value longer than {csv.field_size_limit()} characters (a quote left open?)."
+    return f"malformed CSV: {message}."
 
 
 def _as_csv(record: list[str]) -> str:
@@ -231,11 +291,13 @@ def _as_csv(record: list[str]) -> str:
 
 def _csv_header(reader: Any, position: _Position) -> list[str]:
     for record in reader:
+        if position.too_long is not None:
+            raise BadFile(reader.line_num, _TOO_LONG)
         if position.undecodable:
             raise BadFile(reader.line_num, "not valid UTF-8.")
         if "".join(record).strip():
             return [name.strip() for name in record]
-    raise BadFile(1, "the file is empty: expected a header line naming at least providerId.")
+    raise BadFile(None, _EMPTY)
 
 
 def _column_index(header: list[str], line: int) -> list[int]:
@@ -255,15 +317,14 @@ def _column_index(header: list[str], line: int) -> list[int]:
 def _jsonl_rows(file: io.BufferedIOBase) -> Iterator[StagedRow | Rejected]:
     line = 0
     # Split on "\n" only, so line numbers match `wc -l` (json ignores a "\r" before it).
-    while raw := file.readline(MAX_JSON_LINE_BYTES + 1):
+    while raw := file.readline(MAX_LINE_BYTES + 1):
         line += 1
         if line == 1:
             raw = raw.removeprefix(_BOM)
-        if len(raw) > MAX_JSON_LINE_BYTES:
+        if len(raw) > MAX_LINE_BYTES:
             if not raw.endswith(b"\n"):
                 _skip_line(file)
-            reason = f"line longer than {MAX_JSON_LINE_BYTES} bytes."
-            yield Rejected(line, reason, raw[:_RAW_EXCERPT_BYTES].decode(errors="replace"))
+            yield Rejected(line, _TOO_LONG, raw[:_RAW_EXCERPT_BYTES].decode(errors="replace"))
             continue
         try:
             text = raw.decode()
@@ -279,16 +340,42 @@ def _jsonl_rows(file: io.BufferedIOBase) -> Iterator[StagedRow | Rejected]:
             yield Rejected(line, str(exc), text)
 
 
-def _skip_line(file: io.BufferedIOBase) -> None:
-    while (rest := file.readline(MAX_JSON_LINE_BYTES)) and not rest.endswith(b"\n"):
-        pass
+def _skip_line(file: io.BufferedIOBase) -> int:
+    """Reads past the rest of a line, a bounded piece at a time; returns the number of
+    double quotes in it."""
+    quotes = 0
+    while rest := file.readline(MAX_LINE_BYTES):
+        quotes += rest.count(b'"')
+        if rest.endswith(b"\n"):
+            break
+    return quotes
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of a row, refused if a key is repeated (json keeps the last one silently),
+    as a repeated CSV column is."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        repeated = sorted(key for key, count in counts.items() if count > 1)
+        names = ", ".join(repr(name[:100]) for name in repeated)
+        raise _Invalid(f"duplicated key(s) {names}.")
+    return obj
+
+
+# Made once: json.loads with a hook would make a decoder for every row.
+_JSON = json.JSONDecoder(object_pairs_hook=_json_object)
 
 
 def _json_values(raw: str) -> list[str]:
     try:
-        obj = json.loads(raw)
+        obj = _JSON.decode(raw)
     except json.JSONDecodeError as exc:
         raise _Invalid(f"not valid JSON: {exc.msg} (column {exc.colno}).") from None
+    except RecursionError:
+        # Raised by the parser itself, at Python's recursion limit: a row is one flat
+        # object, nested values are refused anyway.
+        raise _Invalid("not valid JSON for a row: nested too deeply.") from None
     if not isinstance(obj, dict):
         raise _Invalid(f"must be a JSON object, got {_json_type(obj)}.")
     for key, value in obj.items():
@@ -326,6 +413,8 @@ def _staged(line: int, values: Sequence[str]) -> StagedRow:
     ):
         _explain(cleaned)
     provider, person, public_identifier, linkedin_url, name, company, title = cleaned
+    if linkedin_url:
+        linkedin_url = _profile_url(linkedin_url, public_identifier)
     return (
         line,
         provider,
@@ -336,6 +425,31 @@ def _staged(line: int, values: Sequence[str]) -> StagedRow:
         company or None,
         title or None,
     )
+
+
+# A LinkedIn profile URL already in `validation.profile_url`'s canonical form.
+_CANONICAL_PROFILE_URL = re.compile(re.escape(validation.PROFILE_URL_PREFIX) + r"([0-9a-z._~-]+)")
+
+
+def _profile_url(url: str, public_identifier: str) -> str:
+    """The row's LinkedIn URL in its canonical form; `_Invalid` if it is not a profile URL,
+    or not the profile of the row's publicIdentifier. Persons are shared by all account
+    groups and found by URL: a row binding one person's URL to another identifier would make
+    every group's later rows with that URL resolve to the wrong person."""
+    canonical = _CANONICAL_PROFILE_URL.fullmatch(url)
+    # The usual row: already canonical, and naming the same identifier (or none).
+    if canonical is not None and public_identifier in ("", canonical[1]):
+        return url
+    try:
+        profile = validation.profile_url(url)
+    except ValueError as exc:
+        raise _Invalid(f"linkedinUrl: {exc}.") from None
+    if public_identifier and not validation.names_profile(public_identifier, profile):
+        raise _Invalid(
+            f"linkedinUrl: is the profile of {profile.public_identifier[:100]!r}, but "
+            f"publicIdentifier is {public_identifier[:100]!r}: a row must name one person."
+        )
+    return profile.url
 
 
 def _unstorable(text: str) -> bool:

@@ -24,3 +24,29 @@ async def lookup_by_provider_id(
     principal.ensure_account_group(account_group_id)
     matches = await repository.find_by_provider_id(db, account_group_id, provider_id)
     return {"providerId": provider_id, "resolution": _resolution(len(matches)), "matches": matches}
+
+
+async def lookup_by_provider_ids(
+    db: Database, principal: Principal, account_group_id: str, provider_ids: list[str]
+) -> dict[str, object]:
+    """The `data` of a batch answer (shape: schemas.ProviderIdProspectBatchLookup): for each
+    requested id, in request order and repeats included, what `lookup_by_provider_id`
+    answers for it. `account_group_id` and `provider_ids` are validated already (the router
+    checks the body and spends the batch's rate-limit budget in between)."""
+    principal.ensure_account_group(account_group_id)
+    # Each distinct id asked once; its matches list is shared by its repeats (encoded twice).
+    found = await repository.find_by_provider_ids(
+        db, account_group_id, list(dict.fromkeys(provider_ids))
+    )
+    none: list[dict[str, str | None]] = []
+    items = []
+    for provider_id in provider_ids:
+        matches = found.get(provider_id, none)
+        items.append(
+            {
+                "providerId": provider_id,
+                "resolution": _resolution(len(matches)),
+                "matches": matches,
+            }
+        )
+    return {"items": items}

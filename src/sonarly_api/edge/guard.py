@@ -1,0 +1,121 @@
+"""RequestGuard: what every request is checked for before any route sees it, on the fast lane
+and on the framework's stack alike (it is user middleware, so both run it).
+
+- A refusal the HTTP server decided (head too large, too slow, unparsable; see protocol.py)
+  arrives as a request carrying the error: answered here, so it gets the envelope, a trace id,
+  an access line and a metric like any other answer.
+- Ambiguous requests (two `Host`, no `Host` on HTTP/1.1, two `Authorization`): 400. Which of
+  two values a proxy and this service each pick is how requests get smuggled past checks.
+- A path whose percent-decoded bytes are not UTF-8: 422. The server decodes it with
+  replacement characters, so `x%ff` would otherwise look up a stored `x\\ufffd`.
+- HEAD is served as GET without the body, wherever GET is (RFC 9110 §9.3.2).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
+
+from sonarly_api.edge.errors import MalformedRequest
+from sonarly_api.errors import AppError, ValidationFailed
+from sonarly_api.handlers import CLIENT_METHOD, render
+from sonarly_api.tracing import ASGIApp, Message, Receive, Scope, Send
+
+# Where the HTTP server puts the error it refuses a request with (an AppError).
+REFUSAL = "sonarly.refusal"
+
+_SINGLE_HEADERS = {b"host": "Host", b"authorization": "Authorization"}
+
+
+def refusal_of(scope: Scope) -> AppError | None:
+    error = (scope.get("extensions") or {}).get(REFUSAL)
+    return error if isinstance(error, AppError) else None
+
+
+def _ambiguity(scope: Scope) -> str | None:
+    seen: dict[bytes, int] = {}
+    for name, _ in scope["headers"]:
+        if name in _SINGLE_HEADERS:
+            seen[name] = seen.get(name, 0) + 1
+    for name, label in _SINGLE_HEADERS.items():
+        if seen.get(name, 0) > 1:
+            return f"The request has {seen[name]} {label} headers; send exactly one."
+    if scope.get("http_version") == "1.1" and b"host" not in seen:
+        return "An HTTP/1.1 request must have a Host header."
+    return None
+
+
+def _path_is_utf8(scope: Scope) -> bool:
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None:
+        return True
+    # Some servers (and test clients) leave the query string in raw_path.
+    raw = raw.split(b"?", 1)[0]
+    if b"%" not in raw and raw.isascii():
+        return True
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _with_head(allow: bytes) -> bytes:
+    methods = [m.strip() for m in allow.split(b",")]
+    if b"GET" in methods and b"HEAD" not in methods:
+        return allow + b", HEAD"
+    return allow
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        error = refusal_of(scope)
+        if error is None:
+            problem = _ambiguity(scope)
+            if problem is not None:
+                error = MalformedRequest(problem)
+            elif not _path_is_utf8(scope):
+                error = ValidationFailed("path: must be valid UTF-8 once percent-decoded.")
+        if error is not None:
+            # Refused before any route, on the fast lane (which matched one already) as on
+            # the framework's stack: the access line and metrics say `<unmatched>` for both.
+            scope.pop("route", None)
+            scope.pop("path_params", None)
+            await render(error)(scope, receive, send)
+            return
+        if scope["method"] == "HEAD":
+            await self._head(scope, receive, send)
+            return
+        await self.app(scope, receive, self._allowing_head(send))
+
+    @staticmethod
+    def _allowing_head(send: Send) -> Send:
+        async def send_allowing_head(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                message["headers"] = [
+                    (name, _with_head(value) if name.lower() == b"allow" else value)
+                    for name, value in message.get("headers", ())
+                ]
+            await send(message)
+
+        return send_allowing_head
+
+    async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Routed as GET; the headers (Content-Length included) are GET's, the body is dropped.
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        scope["method"] = "GET"
+        scope[CLIENT_METHOD] = "HEAD"
+        try:
+            await self.app(scope, receive, self._allowing_head(send_without_body))
+        finally:
+            # Outer layers (access log, metrics) report what the client sent.
+            scope["method"] = "HEAD"

@@ -1,0 +1,1 @@
+"""Prospecting jobs: asynchronous imports of prospects from a provider, per account group."""
