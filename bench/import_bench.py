@@ -145,18 +145,18 @@ def _plain(url: str) -> str:
 
 
 @contextlib.contextmanager
-def database_server() -> Iterator[tuple[str, str]]:
+def database_server(directory: Path = EMBEDDED_DIR) -> Iterator[tuple[str, str]]:
     """(URL of the maintenance database, a description): BENCH_DATABASE_URL's server, else
-    the embedded PostgreSQL under .data/bench-import-pg (stopped at the end)."""
+    the embedded PostgreSQL under `directory` (stopped at the end)."""
     url = os.environ.get("BENCH_DATABASE_URL", "").strip()
     if url:
         maintenance = make_url(url).set(database="postgres").render_as_string(False)
         yield async_url(maintenance), "BENCH_DATABASE_URL " + make_url(url).render_as_string(True)
         return
-    server = EmbeddedPostgres(EMBEDDED_DIR)
+    server = EmbeddedPostgres(directory)
     server.start()
     try:
-        yield server.url("postgres"), f"embedded PostgreSQL ({EMBEDDED_DIR.relative_to(ROOT)})"
+        yield server.url("postgres"), f"embedded PostgreSQL ({directory.relative_to(ROOT)})"
     finally:
         server.stop()
 
