@@ -49,6 +49,10 @@ bench: $(VENV)/.installed-bench  ## service vs baseline at 1M rows, embedded and
 bench-import: $(VENV)/.installed-bench  ## 1M-row import into 1M rows vs plain COPY, peak RSS, embedded and (BENCH_DATABASE_URL) over TCP (BENCH_ARGS=--rows-10m); writes docs/performance.md
 	$(BIN)/python -m bench.import_bench $(BENCH_ARGS)
 
+.PHONY: bench-jobs
+bench-jobs: $(VENV)/.installed-bench  ## job pick-up, a 2,000-result job, jobs vs importer, 500 jobs on 2 workers, lookups under jobs (BENCH_ARGS=--smoke); writes docs/performance.md
+	$(BIN)/python -m bench.jobs_bench $(BENCH_ARGS)
+
 bench-smoke: $(VENV)/.installed-bench  ## the harness end to end on a tiny dataset, a few minutes; both paths with BENCH_DATABASE_URL (CI)
 	$(BIN)/python -m bench.run --smoke
 

@@ -185,19 +185,21 @@ def database_paths() -> list[DatabasePath]:
 
 
 @contextlib.contextmanager
-def database_server(path: DatabasePath) -> Iterator[tuple[str, str]]:
-    """(URL of the maintenance database, a description): BENCH_DATABASE_URL's server, else
-    the embedded PostgreSQL under .data/bench-import-pg (stopped at the end)."""
+def database_server(
+    path: DatabasePath, directory: Path = EMBEDDED_DIR
+) -> Iterator[tuple[str, str]]:
+    """(URL of the maintenance database, a description): BENCH_DATABASE_URL's server for the
+    TCP path, else the embedded PostgreSQL under `directory` (stopped at the end)."""
     if path.url is not None:
         url = path.url
         maintenance = make_url(url).set(database="postgres").render_as_string(False)
         where = "BENCH_DATABASE_URL over TCP " + make_url(url).render_as_string(True)
         yield async_url(maintenance), where
         return
-    server = EmbeddedPostgres(EMBEDDED_DIR)
+    server = EmbeddedPostgres(directory)
     server.start()
     try:
-        yield server.url("postgres"), f"embedded PostgreSQL ({EMBEDDED_DIR.relative_to(ROOT)})"
+        yield server.url("postgres"), f"embedded PostgreSQL ({directory.relative_to(ROOT)})"
     finally:
         server.stop()
 

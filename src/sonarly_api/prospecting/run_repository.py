@@ -117,6 +117,9 @@ async def prospects_of(
 ) -> list[Existing]:
     """The group's prospects of these (provider id, public identifier) pairs: the prospect the
     writer resolves each profile to (its person by public identifier)."""
+    # One index probe per pair (LATERAL ... LIMIT 1, exact: the triple is unique). As a plain
+    # join, a group the planner believes small (a new one, or fresh statistics) is read whole
+    # for every page, so a job's pages cost more and more as it writes the group's prospects.
     rows = await conn.execute(
         text(
             """
@@ -125,8 +128,12 @@ async def prospects_of(
             FROM unnest(CAST(:provider_ids AS text[]), CAST(:identifiers AS text[]))
                  AS k(provider_id, public_identifier)
             JOIN persons s ON s.public_identifier = k.public_identifier
-            JOIN prospects p ON p.account_group_id = :group
-                 AND p.provider_id = k.provider_id AND p.person_id = s.id
+            CROSS JOIN LATERAL (
+                SELECT q.id, q.provider_id, q.company_name, q.title FROM prospects q
+                WHERE q.account_group_id = :group
+                  AND q.provider_id = k.provider_id AND q.person_id = s.id
+                LIMIT 1
+            ) AS p
             """
         ),
         {"group": group, "provider_ids": list(provider_ids), "identifiers": list(identifiers)},
@@ -218,16 +225,27 @@ async def count_job_prospects(
 async def next_to_enrich(
     conn: AsyncConnection, group: str, job_id: str, after: str | None, limit: int
 ) -> list[ToEnrich]:
+    # The batch's ids first, from the job's index alone, then one probe per id (LATERAL ...
+    # LIMIT 1, exact: the id is the key): joined before the LIMIT, every prospect after
+    # `after` was read for each batch (quadratic in the job's size), and a planner that
+    # believes prospects small scans it whole. '' sorts before every id: "from the start".
     rows = await conn.execute(
         text(
             """
             SELECT p.id AS prospect_id, p.provider_id, p.public_identifier, p.linkedin_url, p.name
-            FROM prospecting_job_prospects j
-            JOIN prospects p ON p.account_group_id = j.account_group_id AND p.id = j.prospect_id
-            WHERE j.job_id = :job AND j.account_group_id = :group
-              AND (CAST(:after AS text) IS NULL OR j.prospect_id > :after)
+            FROM (
+                SELECT prospect_id FROM prospecting_job_prospects
+                WHERE job_id = :job AND account_group_id = :group
+                  AND prospect_id > coalesce(CAST(:after AS text), '')
+                ORDER BY prospect_id
+                LIMIT :limit
+            ) AS j
+            CROSS JOIN LATERAL (
+                SELECT q.id, q.provider_id, q.public_identifier, q.linkedin_url, q.name
+                FROM prospects q WHERE q.account_group_id = :group AND q.id = j.prospect_id
+                LIMIT 1
+            ) AS p
             ORDER BY j.prospect_id
-            LIMIT :limit
             """
         ),
         {"job": job_id, "group": group, "after": after, "limit": limit},
