@@ -42,9 +42,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench import jobs_report
 from bench.import_bench import (
-    database_paths,
     cli_import,
     code_version,
+    database_paths,
     database_server,
     fresh_database,
 )

@@ -439,13 +439,15 @@ class RateLimits:
         self.storage = _StorageHealth()
         self._exceeded = f"This API key may make {describe(self.per_key)}."
 
-    async def _hit(self, window: _FixedWindow, identity: str) -> tuple[Quota, bool] | None:
+    async def _hit(
+        self, window: _FixedWindow, identity: str, cost: int = 1
+    ) -> tuple[Quota, bool] | None:
         """The window's hit, or None when the storage fails or was failing a moment ago (the
         request then goes through: fail open)."""
         if not self.storage.available():
             return None
         try:
-            result = await window.hit(identity)
+            result = await window.hit(identity, cost)
         except Exception as exc:
             self.storage.failed(exc)
             return None
@@ -472,17 +474,16 @@ class RateLimits:
         (fail open), as for `hit_key`."""
         if extra <= 0:
             return spent
-        try:
-            quota, allowed = await self._keys.hit(key_id, extra)
-        except Exception as exc:
-            _storage_failed(exc)
-            return None
+        hit = await self._hit(self._keys, key_id, extra)
+        if hit is None:
+            return self._keys.last_known(key_id)
+        quota, allowed = hit
         if not allowed:
             if spent is not None:
                 quota = self._keys.refund(key_id, 1, spent.reset_at) or quota
             raise quota.exceeded(
-                f"This API key may make {self.per_key} requests, and a batch lookup counts one "
-                f"per provider id: this one needs {extra + 1}, {quota.remaining} are left."
+                f"This API key may make {describe(self.per_key)}, and a batch lookup counts one"
+                f" per provider id: this one needs {extra + 1}, {quota.remaining} are left."
             )
         return quota
 

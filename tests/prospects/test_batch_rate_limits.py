@@ -71,7 +71,7 @@ class TestOneUnitPerId:
         assert remaining(refused) == 2  # the refused batch took nothing
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         assert error["details"] == (
-            "This API key may make 5 per 1 minute requests, and a batch lookup counts one per "
+            "This API key may make 5 requests per minute, and a batch lookup counts one per "
             "provider id: this one needs 3, 2 are left."
         )
         assert (two.status_code, remaining(two)) == (200, 0)
