@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 from sonarly_api import cli
 from sonarly_api.app import create_app
 from sonarly_api.auth import keys as key_format
+from sonarly_api.cli import server as serve_command
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.migrations import upgrade
 from tests.conftest import bearer, client_for, make_settings
@@ -462,7 +463,7 @@ class TestServe:
         def no_database(*_: object, **__: object) -> None:
             raise AssertionError("serve opened a database")
 
-        monkeypatch.setattr(cli, "open_database", no_database)
+        monkeypatch.setattr(serve_command, "open_database", no_database)
 
         line = failure_line(invoke("serve", "--workers", "2"), 2)
 
