@@ -1,7 +1,7 @@
 """`sonarly-api credits` and `account-groups create --plan --credits`.
 
 The main flow runs the console script itself, in a process of its own with an 80-column
-terminal; the refusals run in-process (tests/test_cli.py's way), which is faster.
+terminal; the refusals run in-process (tests/cli/'s way), which is faster.
 """
 
 from __future__ import annotations
