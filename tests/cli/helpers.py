@@ -1,4 +1,5 @@
-"""Running the `sonarly-api` CLI in-process and reading what it prints.
+"""Running the `sonarly-api` CLI in-process and reading what it prints, and the fixtures
+of its environment and database (tests/cli/ and the feature CLIs' tests import them).
 
 CLI commands call `asyncio.run`, which cannot run inside the test's event loop: async tests
 (those that also call the API) run them in a thread with `asyncio.to_thread`.
@@ -9,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from typer.testing import CliRunner, Result
 
 from sonarly_api import cli
 from sonarly_api.app import create_app
-from sonarly_api.config import get_settings
+from sonarly_api.config import Settings, get_settings
+from sonarly_api.migrations import upgrade
 from tests.conftest import client_for, make_settings
 
 # Not conftest's PEPPER: keys made here must only work with an app built on this pepper.
@@ -93,3 +97,42 @@ def create_key(name: str, groups: list[str], permissions: list[str]) -> list[str
 def new_group(name: str = "Acme EMEA") -> str:
     group: str = as_json("account-groups", "create", "--name", name)["id"]
     return group
+
+
+# A database of the importing module's own, migrated once.
+@pytest.fixture(scope="module")
+def cli_database(create_database: Any) -> str:
+    url: str = create_database("sonarly_cli")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No setting from the outer environment or a developer's `.env`."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)
+    # `serve` sets JOB_WORKER for its server processes: undone after the test this way.
+    monkeypatch.setenv("JOB_WORKER", "false")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def cli_env(clean_env: None, monkeypatch: pytest.MonkeyPatch, cli_database: str) -> str:
+    monkeypatch.setenv("DATABASE_URL", cli_database)
+    monkeypatch.setenv("API_KEY_PEPPER", CLI_PEPPER)
+    return cli_database
+
+
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should a start-up check fail to stop `serve`, fail the test instead of serving."""
+    import uvicorn
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("serve went on to run uvicorn")
+
+    monkeypatch.setattr(uvicorn, "run", refuse)

@@ -16,9 +16,9 @@ import pytest
 
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.ids import new_id
+from tests.cli.helpers import as_json, failure_line, invoke
 from tests.conftest import PEPPER
 from tests.servers import cli_argv, service_env
-from tests.test_cli import as_json, failure_line, invoke
 
 ISO_MILLIS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
