@@ -21,6 +21,8 @@ from sonarly_api.credits import service as credits
 from sonarly_api.credits.schemas import CreditsView
 from sonarly_api.prospecting.models import ProspectingJob
 from sonarly_api.providers.base import Profile, ProviderAccount
+from sonarly_api.providers.calls import Backoff
+from sonarly_api.providers.http import HttpProviderOptions
 from sonarly_api.providers.sandbox import SandboxProvider
 from tests.conftest import Factory, bearer
 
@@ -349,3 +351,17 @@ def worker_process(
         yield proc
     finally:
         stop(proc)
+
+
+# --- The HTTP provider against tests/fakeprovider.py (tests/providers/) ---------------------
+
+PROVIDER_ACCOUNT = ProviderAccount("0" * 24, "acc-1")
+# Short timeouts and waits, so that a fault's retries end within a test's second.
+HTTP_PROVIDER_OPTIONS = HttpProviderOptions(
+    timeout_seconds=0.3,
+    max_attempts=3,
+    deadline_seconds=3.0,
+    listing_deadline_seconds=3.0,
+    account_concurrency=2,
+    backoff=Backoff(base_seconds=0.01, cap_seconds=0.05),
+)
