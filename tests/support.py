@@ -1,11 +1,11 @@
-"""Helpers shared by test modules (fixtures stay in conftest.py)."""
+"""Helpers shared by test modules (fixtures stay in conftest.py; raw-socket HTTP is in
+tests/rawhttp.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import socket
 import subprocess
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,6 +21,8 @@ from sonarly_api.credits import service as credits
 from sonarly_api.credits.schemas import CreditsView
 from sonarly_api.prospecting.models import ProspectingJob
 from sonarly_api.providers.base import Profile, ProviderAccount
+from sonarly_api.providers.calls import Backoff
+from sonarly_api.providers.http import HttpProviderOptions
 from sonarly_api.providers.sandbox import SandboxProvider
 from tests.conftest import Factory, bearer
 
@@ -187,56 +189,6 @@ async def count_jobs(engine: AsyncEngine, group: str) -> int:
             text("SELECT count(*) FROM prospecting_jobs WHERE account_group_id = :g"), {"g": group}
         )
     return int(value or 0)
-
-
-# --- Raw HTTP/1.1 over a socket (tests/edge/): requests no HTTP client library will send ----
-
-
-@dataclass
-class RawResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        return values[0] if values else None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def parse_response(raw: bytes) -> RawResponse:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
-    length = next((int(v) for k, v in headers if k.lower() == "content-length"), None)
-    return RawResponse(status, headers, body if length is None else body[:length])
-
-
-def read_all(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    """Everything the server sends until it closes the connection (or `timeout`)."""
-    sock.settimeout(timeout)
-    chunks = []
-    with contextlib.suppress(TimeoutError, ConnectionResetError):
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
-
-
-def send_raw(port: int, request: bytes, timeout: float = 10.0) -> RawResponse:
-    """Send `request` as is, then read until the server closes (send `Connection: close`
-    in the request, or expect the server to close)."""
-    with connect(port) as sock:
-        # The server may refuse and stop reading before the whole request is sent.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(request)
-        return parse_response(read_all(sock, timeout))
 
 
 # --- Prospecting workers (tests/prospecting/test_worker*.py, tests/faults/) ----------------
@@ -409,3 +361,17 @@ def worker_process(
         yield proc
     finally:
         stop(proc)
+
+
+# --- The HTTP provider against tests/fakeprovider.py (tests/providers/) ---------------------
+
+PROVIDER_ACCOUNT = ProviderAccount("0" * 24, "acc-1")
+# Short timeouts and waits, so that a fault's retries end within a test's second.
+HTTP_PROVIDER_OPTIONS = HttpProviderOptions(
+    timeout_seconds=0.3,
+    max_attempts=3,
+    deadline_seconds=3.0,
+    listing_deadline_seconds=3.0,
+    account_concurrency=2,
+    backoff=Backoff(base_seconds=0.01, cap_seconds=0.05),
+)

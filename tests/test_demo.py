@@ -28,8 +28,8 @@ from sonarly_api.app import create_app
 from sonarly_api.auth import repository as api_keys
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.migrations import upgrade
+from tests.cli.helpers import CLI_PEPPER, invoke, succeeded
 from tests.conftest import client_for, make_settings
-from tests.test_cli import CLI_PEPPER, invoke, succeeded
 
 KEY = re.compile(r"sk_live_[0-9A-Za-z]+")
 

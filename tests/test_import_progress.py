@@ -19,8 +19,8 @@ from sonarly_api import import_progress
 from sonarly_api.import_progress import ImportProgress
 from sonarly_api.migrations import upgrade
 from sonarly_api.prospects import importer
+from tests.cli.helpers import CLI_PEPPER, as_json, invoke, succeeded
 from tests.conftest import Factory
-from tests.test_cli import CLI_PEPPER, as_json, invoke, succeeded
 
 
 class Clock:

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from sonarly_api.app import create_app
-from sonarly_api.ratelimit import STORAGE_RETRY_SECONDS, STORAGE_TIMEOUT_SECONDS
+from sonarly_api.ratelimit.health import STORAGE_RETRY_SECONDS, STORAGE_TIMEOUT_SECONDS
 from tests.conftest import Factory, bearer, client_for, make_settings, started
 from tests.outages import SilentServer
 

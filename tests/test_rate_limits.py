@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from sonarly_api.app import create_app
 from sonarly_api.auth import keys
 from sonarly_api.errors import RateLimited
-from sonarly_api.ratelimit import RateLimits, _MemoryCounters, _RedisCounters
+from sonarly_api.ratelimit import RateLimits
+from sonarly_api.ratelimit.counters import MemoryCounters, RedisCounters
 from tests.conftest import Factory, bearer, make_settings, started
 
 
@@ -195,7 +196,7 @@ class TestSharedBudget:
 class TestMemoryCounters:
     async def test_a_window_counts_until_its_end_then_a_new_one_starts(self) -> None:
         now = [1_000.0]
-        counters = _MemoryCounters(clock=lambda: now[0])
+        counters = MemoryCounters(clock=lambda: now[0])
 
         first = await counters.add("k", 3, 60, limit=10)
         now[0] = 1_059.9
@@ -211,7 +212,7 @@ class TestMemoryCounters:
 
     async def test_a_grant_is_what_is_left_if_at_least_the_need_else_nothing(self) -> None:
         now = [1_000.0]
-        counters = _MemoryCounters(clock=lambda: now[0])
+        counters = MemoryCounters(clock=lambda: now[0])
 
         never = await counters.add("k", 20, 60, need=11, limit=10)  # more than a window holds
         partial = await counters.add("k", 8, 60, need=2, limit=10)
@@ -225,7 +226,7 @@ class TestMemoryCounters:
 
     async def test_ended_windows_are_forgotten_and_live_ones_kept(self) -> None:
         now = [0.0]
-        counters = _MemoryCounters(clock=lambda: now[0])
+        counters = MemoryCounters(clock=lambda: now[0])
         for i in range(5_000):
             await counters.add(f"old-{i}", 1, 60, limit=100)
         await counters.add("live", 7, 600, limit=100)
@@ -247,7 +248,7 @@ class TestRedisCounters:
         url = redis_url()
         admin = redis.from_url(url)
         await admin.flushdb()
-        counters = _RedisCounters(url)
+        counters = RedisCounters(url)
         try:
             await counters.add("warm", 1, 60, limit=1000)  # loads the script
             before = await admin.info("commandstats")
@@ -279,7 +280,7 @@ class TestRedisCounters:
         url = redis_url()
         admin = redis.from_url(url)
         await admin.flushdb()
-        counters = _RedisCounters(url)
+        counters = RedisCounters(url)
         try:
             never = await counters.add("k", 20, 60, need=11, limit=10)
             exists_after_refusal = await admin.exists("k")

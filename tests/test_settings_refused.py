@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_cli import CLI_PEPPER, clean_env, failure_line, invoke, no_server
+from tests.cli.helpers import CLI_PEPPER, clean_env, failure_line, invoke, no_server
 
 __all__ = ["clean_env", "no_server"]  # fixtures used below
 
@@ -81,7 +81,7 @@ def test_a_password_in_the_storage_uri_is_never_echoed(
 def test_several_workers_with_per_process_counters_are_refused(
     configured: None, no_server: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sonarly_api import cli
+    from sonarly_api.cli import server as cli
 
     def no_database(*_: object, **__: object) -> None:
         raise AssertionError("serve opened a database")
@@ -99,7 +99,7 @@ def test_several_workers_with_per_process_counters_are_refused(
 def test_one_worker_with_memory_counters_is_fine(
     configured: None, no_server: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sonarly_api import cli
+    from sonarly_api.cli import server as cli
 
     opened: list[object] = []
 

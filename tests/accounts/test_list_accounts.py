@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sonarly_api.accounts.models import AccountGroup
 from sonarly_api.auth.keys import generate_key
 from tests.conftest import Factory, bearer
+from tests.support import assert_error
 
 PATH = "/v1/accounts"
 ISO_MILLIS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -32,19 +33,6 @@ def assert_envelope_ok(response: httpx.Response) -> dict[str, Any]:
     data: dict[str, Any] = body["data"]
     assert set(data) == {"items", "nextCursor", "hasMore"}
     return data
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert body["success"] is False
-    assert body["data"] is None
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    assert body["traceId"] == response.headers["x-trace-id"]
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 async def created_at(engine: AsyncEngine, group: str) -> datetime:

@@ -1,6 +1,6 @@
 """`keys rotate` and `keys create --expires-in`, through the CLI and then the API.
 
-The API runs without a key cache (`tests.test_cli.api`), so an expiry is seen at once.
+The API runs without a key cache (`tests.cli.helpers.api`), so an expiry is seen at once.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import pytest
 from sonarly_api.auth import keys as key_format
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.migrations import upgrade
-from tests.conftest import bearer
-from tests.test_cli import (
+from tests.cli.helpers import (
     CLI_PEPPER,
     ID,
     ISO_MILLIS,
@@ -31,6 +30,7 @@ from tests.test_cli import (
     lookup,
     succeeded,
 )
+from tests.conftest import bearer
 
 ROTATE_FIELDS = {
     "id",

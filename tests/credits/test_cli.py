@@ -1,7 +1,7 @@
 """`sonarly-api credits` and `account-groups create --plan --credits`.
 
 The main flow runs the console script itself, in a process of its own with an 80-column
-terminal; the refusals run in-process (tests/test_cli.py's way), which is faster.
+terminal; the refusals run in-process (tests/cli/'s way), which is faster.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.ids import new_id
+from tests.cli.helpers import as_json, failure_line, invoke
 from tests.conftest import PEPPER
 from tests.servers import cli_argv, service_env
-from tests.test_cli import as_json, failure_line, invoke
 
 ISO_MILLIS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 

@@ -18,8 +18,8 @@ import pytest
 
 from tests.conftest import PEPPER, Factory, bearer
 from tests.observability.conftest import samples
+from tests.rawhttp import RawResponse, connect, parse_response, read_all, send_raw
 from tests.servers import Server, free_port, running, serve_argv, service_env
-from tests.support import RawResponse, connect, parse_response, read_all, send_raw
 
 HEADER_TIMEOUT = 2  # seconds
 MAX_CONNECTIONS = 20

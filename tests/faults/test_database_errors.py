@@ -152,7 +152,7 @@ class TestConnectRefusals:
     async def test_the_cli_names_the_refusal(
         self, seed: Seed, role: Role, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from tests.test_cli import CLI_PEPPER, failure_line, invoke
+        from tests.cli.helpers import CLI_PEPPER, failure_line, invoke
 
         monkeypatch.setenv("DATABASE_URL", role.url)
         monkeypatch.setenv("API_KEY_PEPPER", CLI_PEPPER)

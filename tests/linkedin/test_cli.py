@@ -14,9 +14,9 @@ from sonarly_api.app import create_app
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.ids import new_id
 from sonarly_api.migrations import upgrade
+from tests.cli.helpers import CLI_PEPPER, as_json, create_key, failure_line, in_thread_json, invoke
 from tests.conftest import bearer, client_for, make_settings, started
 from tests.fakeprovider import FakeProvider, running_fake_provider
-from tests.test_cli import CLI_PEPPER, as_json, create_key, failure_line, in_thread_json, invoke
 
 LEAD_LISTS = "/v1/accounts/{group}/sales-navigator/lead-lists"
 

@@ -17,7 +17,8 @@ from sonarly_api.linkedin import repository
 from sonarly_api.linkedin.connections import connected_account
 from tests.conftest import Factory, bearer, client_for, make_settings, started
 from tests.fakeprovider import RAW_MESSAGE, FakeProvider, running_fake_provider
-from tests.prospects.test_lookup import assert_envelope_ok, assert_error
+from tests.prospects.test_lookup import assert_envelope_ok
+from tests.support import assert_error
 
 LEAD_LISTS = "/v1/accounts/{group}/sales-navigator/lead-lists"
 SAVED_SEARCHES = "/v1/accounts/{group}/sales-navigator/saved-searches"

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sonarly_api.config import Settings, get_settings
 from sonarly_api.linkedin import repository
+from tests.cli.helpers import failure_line, invoke
 from tests.conftest import PEPPER, Factory, bearer
 from tests.fakeprovider import RAW_MESSAGE, FakeProvider, running_fake_provider
 from tests.servers import free_port, running, service_env, uvicorn_argv
-from tests.test_cli import failure_line, invoke
 
 LEAD_LISTS = "/v1/accounts/{group}/sales-navigator/lead-lists"
 

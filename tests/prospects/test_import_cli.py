@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sonarly_api.db import async_url
 
 # The CLI tests' database and environment (fixtures) and runner.
-from tests.test_cli import clean_env, cli_database, cli_env, in_thread, in_thread_json
+from tests.cli.helpers import clean_env, cli_database, cli_env, in_thread, in_thread_json
 
 __all__ = ["clean_env", "cli_database", "cli_env"]
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import Factory, bearer
+from tests.support import assert_error
 
 PATH = "/v1/accounts/{group}/prospects/by-provider-id/{provider}"
 
@@ -25,19 +26,6 @@ def assert_envelope_ok(response: httpx.Response) -> dict[str, Any]:
     assert response.headers["cache-control"] == "no-store"
     data: dict[str, Any] = body["data"]
     return data
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert body["success"] is False
-    assert body["data"] is None
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    assert body["traceId"] == response.headers["x-trace-id"]
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 class TestResolution:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pydantic import SecretStr
@@ -14,25 +13,12 @@ from pydantic import SecretStr
 from sonarly_api.providers.base import ProviderAccount, ProviderError
 from sonarly_api.providers.calls import Backoff
 from sonarly_api.providers.http import HttpProvider, HttpProviderOptions
-from tests.fakeprovider import RAW_MESSAGE, FakeProvider, make_profiles, running_fake_provider
+from tests.fakeprovider import RAW_MESSAGE, FakeProvider, make_profiles
 from tests.servers import free_port
+from tests.support import HTTP_PROVIDER_OPTIONS as OPTIONS
+from tests.support import PROVIDER_ACCOUNT as ACCOUNT
 
-ACCOUNT = ProviderAccount("0" * 24, "acc-1")
 OTHER = ProviderAccount("1" * 24, "acc-2")
-OPTIONS = HttpProviderOptions(
-    timeout_seconds=0.3,
-    max_attempts=3,
-    deadline_seconds=3.0,
-    listing_deadline_seconds=3.0,
-    account_concurrency=2,
-    backoff=Backoff(base_seconds=0.01, cap_seconds=0.05),
-)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with running_fake_provider() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -41,13 +27,6 @@ def fake(server: FakeProvider) -> FakeProvider:
     for account in ("acc-1", "acc-2"):
         server.account(account).lead_lists["ll-1"] = ("CTOs", make_profiles("cto", 60))
     return server
-
-
-@pytest.fixture
-async def provider(fake: FakeProvider) -> AsyncIterator[HttpProvider]:
-    adapter = HttpProvider(fake.url, SecretStr(fake.token), OPTIONS)
-    yield adapter
-    await adapter.aclose()
 
 
 async def fails(provider: HttpProvider, account: ProviderAccount = ACCOUNT) -> ProviderError:

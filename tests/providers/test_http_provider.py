@@ -3,31 +3,12 @@ pages, and how each upstream fault ends (retries, waits, deadline, failure class
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
-from pydantic import SecretStr
 
 from sonarly_api.providers.base import Page, Profile, ProviderAccount
-from sonarly_api.providers.calls import Backoff
-from sonarly_api.providers.http import HttpProvider, HttpProviderOptions
-from tests.fakeprovider import FakeProvider, make_profiles, running_fake_provider
-
-ACCOUNT = ProviderAccount("0" * 24, "acc-1")
-OPTIONS = HttpProviderOptions(
-    timeout_seconds=0.3,
-    max_attempts=3,
-    deadline_seconds=3.0,
-    listing_deadline_seconds=3.0,
-    account_concurrency=2,
-    backoff=Backoff(base_seconds=0.01, cap_seconds=0.05),
-)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with running_fake_provider() as fake:
-        yield fake
+from sonarly_api.providers.http import HttpProvider
+from tests.fakeprovider import FakeProvider, make_profiles
+from tests.support import PROVIDER_ACCOUNT as ACCOUNT
 
 
 @pytest.fixture
@@ -38,13 +19,6 @@ def fake(server: FakeProvider) -> FakeProvider:
         make_profiles("cto", 60),
     )
     return server
-
-
-@pytest.fixture
-async def provider(fake: FakeProvider) -> AsyncIterator[HttpProvider]:
-    adapter = HttpProvider(fake.url, SecretStr(fake.token), OPTIONS)
-    yield adapter
-    await adapter.aclose()
 
 
 async def read_all(provider: HttpProvider, lead_list: str = "ll-1") -> list[Profile]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from sonarly_api.errors import AppError
+from sonarly_api.errors import AppError, BadRequest, ServiceUnavailable
 
 
-class MalformedRequest(AppError):
-    """400: the request cannot be read one way only (ambiguous or broken framing)."""
+class MalformedRequest(BadRequest):
+    """400 VALIDATION_ERROR: the request cannot be read one way only (ambiguous or broken
+    framing)."""
 
-    status = 400
-    code = "VALIDATION_ERROR"
     message = "The request is malformed."
 
 
@@ -31,13 +30,10 @@ class HeadersTooLarge(AppError):
     message = "The request headers are too large."
 
 
-class TooManyConnections(AppError):
-    status = 503
-    code = "SERVICE_UNAVAILABLE"
-    message = "The service is temporarily unavailable."
+class TooManyConnections(ServiceUnavailable):
+    """503 SERVICE_UNAVAILABLE at the connection cap, which frees up sooner than a database
+    comes back: a shorter Retry-After."""
 
     def __init__(self) -> None:
-        super().__init__(
-            "The server has too many open connections. Retry shortly.",
-            headers={"Retry-After": "1"},
-        )
+        super().__init__("The server has too many open connections. Retry shortly.")
+        self.headers["Retry-After"] = "1"

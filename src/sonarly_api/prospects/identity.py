@@ -1,7 +1,7 @@
 """What the bulk importer (`importer`) and the page writer (`writer`) share: who waits for
 whom, and how ids made in SQL look.
 
-Identity rules, the same on both paths (see tests/prospects/test_import.py and
+Identity rules, the same on both paths (see tests/prospects/test_import_identity.py and
 test_writer.py): a row's person is the one its `personId` names (created without
 identifiers if missing), else the one with its `publicIdentifier`, else the one with its
 `linkedinUrl`; missing persons are created as if rows were processed in order. A row with

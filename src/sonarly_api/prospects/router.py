@@ -38,6 +38,17 @@ class AnyTextConvertor(PathConvertor):
 
 register_url_convertor("anytext", AnyTextConvertor())
 
+# json_schema_extra documents the rules without FastAPI enforcing them (it would answer 422
+# before authentication, against the contract's order of checks).
+AccountGroupId = Annotated[
+    str,
+    Path(
+        alias="accountGroupId",
+        description="Account group ID that scopes the request.",
+        json_schema_extra=validation.ACCOUNT_GROUP_ID_SCHEMA,
+    ),
+]
+
 
 # A convertor that matches anything on both parameters: Starlette decodes %2F (and %0A) before
 # routing, and a request the route misses answers 404 instead of the contract's 422.
@@ -53,16 +64,7 @@ register_url_convertor("anytext", AnyTextConvertor())
 async def lookup_prospects_by_provider_id(
     request: Request,
     principal: Annotated[Principal, Depends(require("prospects:read"))],
-    account_group_id: Annotated[
-        str,
-        # json_schema_extra documents the rules without FastAPI enforcing them (it would answer
-        # 422 before authentication, against the contract's order of checks).
-        Path(
-            alias="accountGroupId",
-            description="Account group ID that scopes the request.",
-            json_schema_extra=validation.ACCOUNT_GROUP_ID_SCHEMA,
-        ),
-    ],
+    account_group_id: AccountGroupId,
     provider_id: Annotated[
         str,
         Path(
@@ -128,14 +130,7 @@ async def _json_body(request: Request, limit: int) -> object:
 async def lookup_prospects_by_provider_ids(
     request: Request,
     principal: Annotated[Principal, Depends(require("prospects:read"))],
-    account_group_id: Annotated[
-        str,
-        Path(
-            alias="accountGroupId",
-            description="Account group ID that scopes the request.",
-            json_schema_extra=validation.ACCOUNT_GROUP_ID_SCHEMA,
-        ),
-    ],
+    account_group_id: AccountGroupId,
 ) -> Response:
     """Lookup prospects by provider IDs (batch).
 
