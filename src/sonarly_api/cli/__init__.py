@@ -6,6 +6,8 @@ database: the one DATABASE_URL names, or the embedded PostgreSQL when it is unse
 
 from __future__ import annotations
 
+import re
+
 import typer
 
 from sonarly_api.cli import account_groups, database, keys, prospects, server
@@ -39,7 +41,10 @@ __all__ = [
     "run_with_database",
 ]
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+# The help shows each line break of the docstring: one line per paragraph there.
+app = typer.Typer(
+    help=re.sub(r"(?<!\n)\n(?!\n)", " ", __doc__ or ""), no_args_is_help=True, add_completion=False
+)
 app.command()(server.serve)
 app.add_typer(database.app, name="db")
 app.add_typer(account_groups.app, name="account-groups")

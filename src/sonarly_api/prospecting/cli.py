@@ -42,8 +42,10 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Run prospecting jobs until SIGTERM or Ctrl-C (then each running job finishes its
-    current page and goes back to the queue, to resume on another worker)."""
+    """Run prospecting jobs until SIGTERM or Ctrl-C.
+
+    On SIGTERM or Ctrl-C each running job finishes its current page and goes back to the
+    queue, to resume on another worker."""
     try:
         settings = get_settings()
     except ValidationError as exc:
