@@ -254,10 +254,10 @@ def test_an_invalid_chunk_in_a_body_is_400(server: Server) -> None:
 @pytest.mark.parametrize(
     ("max_connections", "printed"),
     [
-        ("500", "None 604"),  # 500 connections + 40 pooled + 64 others: the soft limit raised
+        ("500", "None 574"),  # 500 connections + 10 pooled (DB_POOL_SIZE) + 64 others: raised
         (
             "5000",
-            "HTTP_MAX_CONNECTIONS=5000 needs about 5104 open files per worker, and the "
+            "HTTP_MAX_CONNECTIONS=5000 needs about 5074 open files per worker, and the "
             "limit is 2048 (ulimit -n): lower HTTP_MAX_CONNECTIONS or raise the limit 2048",
         ),
     ],
