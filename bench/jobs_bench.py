@@ -66,6 +66,7 @@ from bench.load import ensure_wrk, finish_wrk, start_wrk
 from bench.openloop import percentile
 from bench.procs import Children, free_port
 from bench.report import machine
+from bench.servers import rate_limit_storage
 from sonarly_api.migrations import upgrade
 from sonarly_api.prospects.importer import import_prospects
 
@@ -283,6 +284,8 @@ def run(sizes: Sizes, smoke: bool) -> Json:
             AUTH_FAILURE_RATE_LIMIT=UNLIMITED,
             DB_POOL_SIZE="10",
             LOG_LEVEL="warning",
+            # Two server processes: their counters must be shared (serve refuses memory://).
+            RATE_LIMIT_STORAGE_URI=rate_limit_storage(),
         )
         port = free_port()
         base = f"http://127.0.0.1:{port}"
