@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -39,6 +38,8 @@ from bench.load import WrkResult, ensure_wrk, finish_wrk, start_wrk
 from bench.mix import build_mix, write_mix
 from bench.procs import Children, HarnessError, install_signal_handlers
 from bench.profile import profile_service
+from bench.run_results import assemble, batch_only, log, publish
+from bench.run_sweeps import measure_pool_sizes, measure_scaling
 from bench.servers import (
     DEFAULT_POOL_SIZE,
     ROOT,
@@ -51,8 +52,6 @@ from bench.servers import (
 )
 
 DATA = ROOT / ".data"
-SCALE_POOL_SIZE = 10
-SCALE_WARMUP_CONNECTIONS = 8
 LOG_DIR = DATA / "bench-logs"
 Json = dict[str, Any]
 
@@ -134,10 +133,6 @@ def plan(args: argparse.Namespace) -> Plan:
     return replace(
         chosen, profile=args.profile, stall_probe=args.stall_probe, batch_only=args.batch_only
     )
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 class Bench:
@@ -376,158 +371,6 @@ def measure(bench: Bench) -> Json:
     }
 
 
-def measure_pool_sizes(
-    bench: Bench, mix: Path, pg_pid: int | None, url: str, manifest: Manifest
-) -> list[Json]:
-    """The service alone at saturation with each DB_POOL_SIZE of the plan (2 workers each, a
-    fresh service per size, warmed up first): what a larger pool buys on this machine. Sizes
-    whose two pools would not fit the server's max_connections are skipped."""
-    plan = bench.plan
-    facts = pg_facts(url)
-    room = (int(facts["max_connections"]) - int(facts["connections_in_use"]) - 10) // 2
-    points = []
-    for size in plan.pool_sizes:
-        if size > room:
-            log(f"pool size {size}: skipped (2 x {size} > what max_connections leaves)")
-            continue
-        server = bench.launch("service", plan.main, url, manifest, pool_size=size)
-        try:
-            wait_ready(server, log)
-            bench.saturate(server, mix, plan.warmup, None, url)
-            run = bench.saturate(server, mix, plan.pool_duration, pg_pid, url)
-        finally:
-            bench.children.release(server.proc)
-        log(
-            f"DB_POOL_SIZE={size}: {run['rps']:,.0f} req/s, p99 {run['p99_ms']:.2f} ms, "
-            f"{run['pg_backends']} PostgreSQL backends, errors "
-            f"{run['non2xx'] + run['socket_errors']}, timeouts {run['timeouts']}"
-        )
-        points.append(
-            {
-                "pool_size": size,
-                "rps": run["rps"],
-                "p50_ms": run["p50_ms"],
-                "p99_ms": run["p99_ms"],
-                "errors": run["non2xx"] + run["socket_errors"],
-                "timeouts": run["timeouts"],
-                "pg_backends": run["pg_backends"],
-            }
-        )
-    return points
-
-
-def measure_scaling(bench: Bench, rate: float) -> list[Json]:
-    """p50 at each size, the sizes measured alike: a fresh service per size, all running at
-    once and warmed the same way (every key cached in both workers), then open-loop runs at
-    one modest rate, interleaved over rounds (10k, 1M, 10M, 10k, …) so that drift on the
-    machine hits every size alike; medians per size. (Measured one size after another, with
-    the 1M service the one warm from the saturation runs, the p50s of two runs of the same
-    size differed by up to 40%: at 200 req/s, latency depends on how awake the machine is.)"""
-    plan = bench.plan
-    sizes = []
-    try:
-        for spec in plan.scale:
-            url, manifest, mix = bench.prepare(spec)
-            # A small pool: at this rate a worker uses a few connections, and every size's
-            # service runs at once.
-            server = bench.launch("service", spec, url, manifest, pool_size=SCALE_POOL_SIZE)
-            sizes.append((spec, manifest, mix, url, server))
-        for _, _, mix, url, server in sizes:
-            wait_ready(server, log)
-            bench.saturate(
-                server, mix, plan.warmup, None, url, connections=SCALE_WARMUP_CONNECTIONS
-            )
-        runs: dict[int, list[Json]] = {spec.rows: [] for spec, *_ in sizes}
-        for number in range(1, plan.scale_rounds + 1):
-            for spec, _, mix, _, server in sizes:
-                result = bench.open_loop(server, mix, rate, plan.open_loop)
-                runs[spec.rows].append(result)
-                log(
-                    f"latency at {spec.rows:,} rows, round {number}/{plan.scale_rounds}: p50 "
-                    f"{result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms ({rate:g} req/s)"
-                )
-    finally:
-        for *_, server in sizes:
-            bench.children.release(server.proc)
-    points = []
-    for spec, manifest, *_ in sorted(sizes, key=lambda size: size[0].rows):
-        summary = report.summarize_open_loop(runs[spec.rows])
-        points.append(
-            {
-                "rows": spec.rows,
-                "database": bench.db.database_name(spec),
-                "load_seconds": manifest.load_seconds,
-                "rounds": len(runs[spec.rows]),
-                **{k: summary[k] for k in ("rate", "p50_ms", "p90_ms", "p99_ms", "max_ms")},
-                "timeouts": summary["timeouts"],
-            }
-        )
-    return points
-
-
-def git(*args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=30
-    )
-    return done.stdout.strip()
-
-
-def assemble(bench: Bench, measured: Json) -> Json:
-    plan = bench.plan
-    manifest: Manifest = measured["manifest"]
-    results: Json = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "mode": plan.mode,
-        "machine": report.machine(),
-        "config": {
-            "commit": git("rev-parse", "--short", "HEAD") or "unknown",
-            "src_dirty": bool(git("status", "--porcelain", "--", "src")),
-            "database": (
-                "embedded PostgreSQL (.data/bench-pg, Unix socket)"
-                if bench.db.kind == "embedded"
-                else "a PostgreSQL server over TCP (BENCH_DATABASE_URL)"
-            ),
-            "path": "embedded" if bench.db.kind == "embedded" else "tcp",
-            "postgres": pg_facts(measured["url"]),
-            "rows": manifest.spec.rows,
-            "groups": manifest.spec.groups,
-            "keys": manifest.spec.keys,
-            "mix_requests": plan.mix_size,
-            "mix_kinds": "98% unique, 1% ambiguous, 1% none",
-            "connections": plan.connections,
-            "threads": plan.threads,
-            "rounds": plan.rounds,
-            "duration_s": plan.duration,
-            "open_loop_s": plan.open_loop,
-            "scale_rate": measured["scale_rate"],
-            "pool_duration_s": plan.pool_duration,
-            "workers": 2,
-            "db_pool_size": bench.pool_size,
-            "rate_limit_storage": bench.storage,
-            "machine_busy_before_cores": bench.busy_before,
-            # Inherited by everything the harness starts (servers, PostgreSQL, generators):
-            # below 0, other work on the machine yields the cores to the run.
-            "niceness": os.nice(0),
-            "stall_probe": plan.stall_probe,
-            "service": "sonarly-api serve --workers 2 (default logging: JSON access line per "
-            "request; METRICS_TOKEN set: /metrics on; RATE_LIMIT and AUTH_FAILURE_RATE_LIMIT "
-            "100000000/minute)",
-            "baseline": "uvicorn bench.baseline:create_app --workers 2 --no-access-log",
-        },
-        "identity": {"probes": measured["identity_probes"], "identical": True},
-        "saturation": measured["saturation"],
-        "ratio": measured["ratio"],
-        "open_loop": measured["open_loop"],
-        "scaling": measured["scaling"],
-        "pool_sweep": measured["pool_sweep"],
-    }
-    if measured["profile"] is not None:
-        results["profile"] = measured["profile"]
-    results["batch_point"] = measured["batch_point"]
-    results["targets"] = report.targets(results)
-    return results
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the provider-id lookup.")
     parser.add_argument("--smoke", action="store_true", help="tiny dataset, short runs (CI)")
@@ -572,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                         " comparable"
                     )
                 if chosen.batch_only:
-                    return _batch_only(bench, started)
+                    return batch_only(bench, started)
                 results = assemble(bench, measure(bench))
             by_path[results["config"]["path"]] = results
     except HarnessError as exc:
@@ -587,47 +430,6 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + side_by_side + "\n", flush=True)
     if chosen.mode != "smoke":
         report.update_doc(side_by_side, start=report.PATHS_START, end=report.PATHS_END)
-    log(f"done in {time.monotonic() - started:.0f} s")
-    return 0
-
-
-def publish(path: str, results: Json, mode: str) -> None:
-    """Print one path's figures; keep them (full runs only) in bench/results/ and their own
-    section of docs/performance.md."""
-    tcp = path == "tcp"
-    block = report.table(results)
-    if tcp:
-        block = "### On a PostgreSQL server over TCP (BENCH_DATABASE_URL)\n\n" + block
-    batch_block = batch.table(results, batch.header)
-    print("\n" + block + "\n\n" + batch_block + "\n", flush=True)
-    report.print_targets(results)
-    if mode == "smoke":
-        # Smoke numbers are not worth publishing: keep them out of the tracked files.
-        kept = DATA / ("bench-smoke-tcp.json" if tcp else "bench-smoke.json")
-        report.write_json(results, kept)
-        log(f"smoke results: {kept}")
-        return
-    kept = report.RESULTS_TCP if tcp else report.RESULTS
-    report.write_json(results, kept)
-    if tcp:
-        report.update_doc(block, start=report.TCP_START, end=report.TCP_END)
-    else:
-        report.update_doc(block)
-        batch.update_doc(batch_block)  # the batch section shows the embedded path's figures
-    log(f"results: {kept.relative_to(ROOT)}, table: docs/performance.md")
-
-
-def _batch_only(bench: Bench, started: float) -> int:
-    dirty = bool(git("status", "--porcelain", "--", "src"))
-    measured = batch.measure_only(bench, log)
-    results = batch.assemble_only(bench, measured, git("rev-parse", "--short", "HEAD"), dirty)
-    block = batch.table(results, batch.header)
-    print("\n" + block + "\n", flush=True)
-    if bench.plan.mode == "smoke":
-        report.write_json(results, DATA / "bench-batch-smoke.json")
-    else:
-        report.write_json(results, report.RESULTS.with_name("batch-latest.json"))
-        batch.update_doc(block)
     log(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
