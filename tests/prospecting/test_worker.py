@@ -11,8 +11,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sonarly_api.prospecting.gather import EVERY_PAGE, CommitSize
 from sonarly_api.prospecting.queue import WorkerStopping
-from sonarly_api.prospecting.runner import JobRunner
+from sonarly_api.prospecting.runner import DEFAULT_COMMIT_SIZE, JobRunner
 from sonarly_api.providers.base import Page, Profile, ProviderAccount
 from sonarly_api.providers.sandbox import SandboxProvider
 from tests.conftest import Factory, bearer
@@ -33,8 +34,12 @@ from tests.support import (
 GRANT = 10_000
 
 
-def runner(engine: AsyncEngine, provider: SandboxProvider | None = None) -> JobRunner:
-    return JobRunner(engine, provider or SandboxProvider(page_delay_ms=0))
+def runner(
+    engine: AsyncEngine,
+    provider: SandboxProvider | None = None,
+    commit_size: CommitSize = DEFAULT_COMMIT_SIZE,
+) -> JobRunner:
+    return JobRunner(engine, provider or SandboxProvider(page_delay_ms=0), commit_size=commit_size)
 
 
 class Interrupting(SandboxProvider):
@@ -83,11 +88,10 @@ class TestRun:
         assert state["error_code"] is None
         assert state["resume_cursor"] is None
         entries = await ledger(engine, who.group)
+        # A provider this fast: its three pages committed (and charged) together.
         assert [(kind, n, key) for kind, n, _, key in entries if kind != "grant"] == [
             ("reserve", 100, f"{job}:reserve"),
-            ("charge", 25, f"{job}:page:0"),
-            ("charge", 25, f"{job}:page:1"),
-            ("charge", 10, f"{job}:page:2"),
+            ("charge", 60, f"{job}:page:0"),
             ("release", 40, f"{job}:release"),
         ]
         assert await balance(engine, who.group) == (GRANT - 60, 0)
@@ -115,6 +119,39 @@ class TestRun:
         assert mine[0]["name"] == sample.name
         row = next(p for p in written if p["public_identifier"] == sample.public_identifier)
         assert (mine[0]["companyName"], mine[0]["title"]) == (row["company_name"], row["title"])
+
+    @pytest.mark.parametrize(
+        ("commit_size", "delay_ms", "charges"),
+        [
+            # Pages gathered until 50 profiles: pages 0-1, 2-3, then the last one.
+            (CommitSize(rows=50, seconds=60), 0, [(0, 50), (2, 50), (4, 10)]),
+            # A provider slower than the time budget: every page its own commit.
+            (CommitSize(rows=500, seconds=0.01), 20, [(n, 25) for n in range(4)] + [(4, 10)]),
+        ],
+        ids=["by-rows", "by-time"],
+    )
+    async def test_pages_are_committed_together_up_to_the_commit_size(
+        self,
+        engine: AsyncEngine,
+        factory: Factory,
+        commit_size: CommitSize,
+        delay_ms: int,
+        charges: list[tuple[int, int]],
+    ) -> None:
+        who = await tenant(factory, credits=GRANT)
+        url = sandbox_search(110, f"gather-{delay_ms}")
+        job = await new_job(engine, who.group, search_source(url), max_results=110)
+
+        await runner(engine, SandboxProvider(page_delay_ms=delay_ms), commit_size).run(job)
+
+        state = await job_state(engine, job)
+        assert (state["status"], state["found"], state["created"]) == ("completed", 110, 110)
+        assert (state["pages_done"], state["credits_charged"]) == (5, 110)
+        entries = await ledger(engine, who.group)
+        assert [(key, n) for kind, n, _, key in entries if kind == "charge"] == [
+            (f"{job}:page:{page}", n) for page, n in charges
+        ]
+        assert len(await job_prospects(engine, job)) == 110
 
     async def test_max_results_caps_the_profiles(
         self, engine: AsyncEngine, factory: Factory
@@ -220,7 +257,7 @@ class TestStops:
         provider = Interrupting(3, "cancel", engine)
         provider.job = (who.group, job)
 
-        await runner(engine, provider).run(job)
+        await runner(engine, provider, EVERY_PAGE).run(job)
 
         state = await job_state(engine, job)
         assert state["status"] == "cancelled"
@@ -242,15 +279,32 @@ class TestStops:
         state = await job_state(engine, job)
         assert (state["status"], state["attempts"], state["found"]) == ("cancelled", 0, 0)
 
-    @pytest.mark.parametrize("interruption", ["crash", "stop"])
+    @pytest.mark.parametrize(
+        ("interruption", "commit_size", "halfway_pages", "charged_pages"),
+        [
+            # A crash loses what is not committed: the page in flight, or all the gathered
+            # pages; a stop commits the page it is on (page 3), with those gathered before.
+            ("crash", EVERY_PAGE, 2, [0, 1, 2, 3, 4]),
+            ("stop", EVERY_PAGE, 3, [0, 1, 2, 3, 4]),
+            ("crash", DEFAULT_COMMIT_SIZE, 0, [0]),
+            ("stop", DEFAULT_COMMIT_SIZE, 3, [0, 3]),
+        ],
+        ids=["crash-every-page", "stop-every-page", "crash-gathered", "stop-gathered"],
+    )
     async def test_an_interrupted_job_resumes_where_it_stopped(
-        self, engine: AsyncEngine, factory: Factory, interruption: str
+        self,
+        engine: AsyncEngine,
+        factory: Factory,
+        interruption: str,
+        commit_size: CommitSize,
+        halfway_pages: int,
+        charged_pages: list[int],
     ) -> None:
         who = await tenant(factory, credits=GRANT)
-        url = sandbox_search(110, f"resume-{interruption}")
+        url = sandbox_search(110, f"resume-{interruption}-{halfway_pages}")
         job = await new_job(engine, who.group, search_source(url), max_results=110)
         provider = Interrupting(3, interruption)
-        first = runner(engine, provider)
+        first = runner(engine, provider, commit_size)
         provider.stopping = first.stopping
 
         expected: type[BaseException] = (
@@ -259,10 +313,10 @@ class TestStops:
         with pytest.raises(expected):
             await first.run(job)
         halfway = await job_state(engine, job)
-        await runner(engine).run(job)
+        await runner(engine, commit_size=commit_size).run(job)
 
-        # A stop finishes the page it is on (page 3); a crash loses the one in flight.
-        assert halfway["pages_done"] == (2 if interruption == "crash" else 3)
+        assert halfway["pages_done"] == halfway_pages
+        assert halfway["found"] == min(110, 25 * halfway_pages)
         assert (halfway["status"], halfway["attempts"]) == ("running", 1)
         state = await job_state(engine, job)
         assert (state["status"], state["attempts"]) == ("completed", 2)
@@ -273,7 +327,7 @@ class TestStops:
             p.public_identifier for p in expected_profiles
         )
         charges = [key for kind, _, j, key in await ledger(engine, who.group) if kind == "charge"]
-        assert charges == [f"{job}:page:{n}" for n in range(5)]  # each page once
+        assert charges == [f"{job}:page:{n}" for n in charged_pages]  # each page once
         assert await balance(engine, who.group) == (GRANT - 110, 0)
 
     async def test_an_older_attempt_writes_nothing_more(
@@ -294,7 +348,7 @@ class TestStops:
                     await taken_over.wait()
                 return await super().search_page(account, url, cursor)
 
-        old = asyncio.create_task(runner(engine, Slow(page_delay_ms=0)).run(job))
+        old = asyncio.create_task(runner(engine, Slow(page_delay_ms=0), EVERY_PAGE).run(job))
         await wait_until(lambda: _pages_done(engine, job, 1), 10, "the first page")
         await runner(engine).run(job)  # the newer attempt runs the job to its end
         taken_over.set()

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sonarly_api.ids import new_id
+from sonarly_api.prospecting.gather import CommitSize
 from sonarly_api.prospecting.runner import JobRunner
 from sonarly_api.providers.base import Page, Profile, ProviderAccount
 from sonarly_api.providers.sandbox import PAGE_SIZE, SandboxProvider
@@ -169,7 +170,9 @@ async def start(
 
 async def step(engine: AsyncEngine, model: Model, provider: Gated, job: ModelJob) -> None:
     if job.task is None:
-        runner = JobRunner(engine, provider)
+        # Rounds end on time (the next page waits on its gate): one page per round, and the
+        # page that opens the next round is already asked for.
+        runner = JobRunner(engine, provider, commit_size=CommitSize(rows=10_000, seconds=0.05))
         job.task = asyncio.create_task(runner.run(job.id))
         if job.status == "queued":
             job.status = "running"

@@ -124,8 +124,12 @@ async def assert_outcome(
     written = await job_prospects(engine, job)
     assert len(written) == found
     charges = [(n, key) for kind, n, j, key in await ledger(engine, who.group) if kind == "charge"]
-    pages = -(-found // 25)
-    assert [key for _, key in charges] == [f"{job}:page:{n}" for n in range(pages)]
+    # One charge per committed round of pages, named by its first page: from page 0 on,
+    # each page in one round only.
+    first_pages = [int(str(key).removeprefix(f"{job}:page:")) for _, key in charges]
+    assert first_pages == sorted(set(first_pages))
+    assert first_pages[:1] == ([0] if found else [])
+    assert all(n < -(-found // 25) for n in first_pages)
     assert sum(n for n, _ in charges) == found
     assert await balance(engine, who.group) == (GRANT - found, 0)  # the rest released
     return state
@@ -284,6 +288,8 @@ class TestCancel:
         fake.fault("slow", delay=20, path_contains="people/search", after=1)
         task = asyncio.create_task(run(http_runner(engine, fake, patient), job))
         await wait_until(lambda: _asked(fake, "people/search", 2), 10, "the slow page")
+        # Page 1 does not wait for page 2: its round commits once its time is up.
+        await wait_until(lambda: _pages_done(engine, job, 1), 5, "page 1 committed")
 
         assert await cancel(engine, who.group, job)
         cancelled_at = time.monotonic()
@@ -307,6 +313,7 @@ class TestCancel:
         runner = http_runner(engine, fake, rate_limit_pause_seconds=30, rate_limit_retries=5)
         task = asyncio.create_task(run(runner, job))
         await wait_until(lambda: _asked(fake, "people/search", 4), 10, "the adapter to give up")
+        await wait_until(lambda: _pages_done(engine, job, 1), 5, "page 1 committed")
 
         assert await cancel(engine, who.group, job)
         await asyncio.wait_for(task, 5)
@@ -377,3 +384,7 @@ class TestParity:
 
 async def _asked(fake: FakeProvider, path: str, n: int) -> bool:
     return len(fake.requests_to(path)) >= n
+
+
+async def _pages_done(engine: AsyncEngine, job: str, n: int) -> bool:
+    return int((await job_state(engine, job))["pages_done"]) >= n

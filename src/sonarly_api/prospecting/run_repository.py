@@ -157,18 +157,27 @@ async def record_prospects(
 
 
 @dataclass(frozen=True)
-class PageResult:
-    found: int
+class Written:
+    """What a commit's pages wrote, and the credits it charged for them."""
+
     created: int
     updated: int
     unchanged: int
     charged: int
-    cursor: str | None
+
+
+@dataclass(frozen=True)
+class PagesResult:
+    pages: int  # provider pages committed together
+    found: int  # profiles they brought
+    cursor: str | None  # where the next page starts
     progress: float
-    last: bool  # the import stage ends with this page; enrichment starts
+    last: bool  # the import stage ends with these pages; enrichment starts
 
 
-async def page_done(conn: AsyncConnection, group: str, job_id: str, page: PageResult) -> None:
+async def pages_committed(
+    conn: AsyncConnection, group: str, job_id: str, pages: PagesResult, written: Written
+) -> None:
     await conn.execute(
         text(
             """
@@ -176,7 +185,7 @@ async def page_done(conn: AsyncConnection, group: str, job_id: str, page: PageRe
             SET found = found + :found, created = created + :created,
                 updated = updated + :updated, unchanged = unchanged + :unchanged,
                 credits_charged = credits_charged + :charged,
-                pages_done = pages_done + 1, resume_cursor = :cursor,
+                pages_done = pages_done + :pages, resume_cursor = :cursor,
                 import_progress = :progress, updated_at = now(),
                 import_status = CASE WHEN :last THEN 'completed' ELSE import_status END,
                 enrichment_status = CASE WHEN :last THEN 'running' ELSE enrichment_status END
@@ -186,14 +195,15 @@ async def page_done(conn: AsyncConnection, group: str, job_id: str, page: PageRe
         {
             "id": job_id,
             "group": group,
-            "found": page.found,
-            "created": page.created,
-            "updated": page.updated,
-            "unchanged": page.unchanged,
-            "charged": page.charged,
-            "cursor": None if page.last else page.cursor,
-            "progress": 1.0 if page.last else page.progress,
-            "last": page.last,
+            "pages": pages.pages,
+            "found": pages.found,
+            "created": written.created,
+            "updated": written.updated,
+            "unchanged": written.unchanged,
+            "charged": written.charged,
+            "cursor": None if pages.last else pages.cursor,
+            "progress": 1.0 if pages.last else pages.progress,
+            "last": pages.last,
         },
     )
 

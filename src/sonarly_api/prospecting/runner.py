@@ -1,17 +1,19 @@
 """Running one prospecting job: the import stage page by page, then enrichment, then the end.
 
-Each page commits in ONE transaction: the job row locked (FOR UPDATE, short lock_timeout)
-and still `running` under this attempt, the prospects written (`write_rows`), recorded as
-the job's, charged (ledger entry `{job}:page:{n}`, unique: a replayed page is never charged
-twice), and the job's counts, progress and resume cursor moved on. A cancel commits before
-or after a page, never inside one: once it has, no page commits. The provider is called
-with no transaction and no connection held, so a slow provider never blocks a cancel.
+The provider's pages are gathered into rounds (gather.py: a few hundred profiles, or what a
+quarter of a second of waiting brought) and each round commits in ONE transaction: the job
+row locked (FOR UPDATE, short lock_timeout) and still `running` under this attempt, the
+prospects written (pages.py), recorded as the job's, charged (ledger entry
+`{job}:page:{first page}`, unique: a replayed round is never charged twice), and the job's
+counts, progress and resume cursor moved on. A cancel commits before or after a round, never
+inside one: once it has, no round commits. The provider is called with no transaction and
+no connection held, so a slow provider never blocks a cancel.
 
 A provider call is watched and made with patience (patience.py): a cancel stops it at once, a
 rate-limited provider slows the job down; any other `ProviderError` fails the job with its code,
 keeping (and charging) the pages before.
 
-A job is resumable at any point: a worker killed mid-page leaves the job at its last
+A job is resumable at any point: a worker killed mid-round leaves the job at its last
 committed page; the next attempt (`attempts` + 1, which also fences off the old one should
 it still be alive) fetches from `resume_cursor` on.
 """
@@ -26,14 +28,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-import asyncpg
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sonarly_api.credits import service as credits
-from sonarly_api.db import is_unavailable
 from sonarly_api.prospecting import run_repository as runs
+from sonarly_api.prospecting.gather import CommitSize, Gathered, Gatherer
+from sonarly_api.prospecting.job_database import JobDatabase
 from sonarly_api.prospecting.metrics import JobMetrics
+from sonarly_api.prospecting.pages import write_pages
 from sonarly_api.prospecting.patience import (
     RATE_LIMIT_PAUSE_SECONDS,
     RATE_LIMIT_RETRIES,
@@ -43,14 +45,13 @@ from sonarly_api.prospecting.patience import (
 )
 from sonarly_api.prospecting.queue import DatabaseUnavailable, WorkerStopping
 from sonarly_api.prospecting.sources import Source, fetch_page
-from sonarly_api.prospects.import_rows import StagedRow
-from sonarly_api.prospects.validation import MAX_PROVIDER_ID_LENGTH
-from sonarly_api.prospects.writer import write_rows
 from sonarly_api.providers.base import Profile, Provider, ProviderAccount, ProviderError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+DEFAULT_COMMIT_SIZE = CommitSize()
+# Prospects per enrichment call: the provider's bound (docs/provider-api.md).
 ENRICH_BATCH = 25
 # A job picked up this many times without finishing (crashes, outages, restarts) fails
 # with a clear error rather than looping forever.
@@ -68,6 +69,29 @@ class _Import:
     cursor: str | None
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """A provider page, cut to the job's limit."""
+
+    profiles: list[Profile]
+    found: int  # the job's profiles up to this page
+    next_cursor: str | None
+    last: bool  # the import stage's last page
+
+
+_Update = tuple[str, str | None, str | None, str | None]  # prospect id, company, title, email
+
+
+@dataclass(frozen=True)
+class _Enriched:
+    """The provider's answer for one enrichment batch of the job's prospects."""
+
+    updates: list[_Update]
+    count: int  # prospects asked about
+    last_id: str  # the batch's last prospect id: where the next one starts
+    last: bool  # the last batch of what was read
+
+
 class JobRunner:
     def __init__(
         self,
@@ -81,13 +105,13 @@ class JobRunner:
         watch_seconds: float = WATCH_SECONDS,
         rate_limit_pause_seconds: float = RATE_LIMIT_PAUSE_SECONDS,
         rate_limit_retries: int = RATE_LIMIT_RETRIES,
+        commit_size: CommitSize = DEFAULT_COMMIT_SIZE,
     ) -> None:
-        self.engine = engine
+        self.database = JobDatabase(engine, statement_timeout_ms, database_wait_seconds)
+        self.commit_size = commit_size
         self.provider = provider
-        self.statement_timeout_ms = statement_timeout_ms
         self.stopping = stopping or asyncio.Event()
         self.metrics = metrics or JobMetrics()
-        self.database_wait_seconds = database_wait_seconds
         self.patience = ProviderPatience(
             self.stopping, watch_seconds, rate_limit_pause_seconds, rate_limit_retries
         )
@@ -95,7 +119,7 @@ class JobRunner:
     async def run(self, job_id: str) -> None:
         """Run (or resume) the job; returns when it is final or no longer ours. Raises
         WorkerStopping / DatabaseUnavailable for the queue to run it again later."""
-        job = await self._transaction(lambda conn: runs.claim(conn, job_id))
+        job = await self.database.transaction(lambda conn: runs.claim(conn, job_id))
         if job is None:
             return  # finished meanwhile (e.g. cancelled while queued)
         started = time.monotonic()
@@ -147,97 +171,66 @@ class JobRunner:
     async def _import(self, job: runs.RunningJob, account: ProviderAccount) -> None:
         state = _Import(job.pages_done, job.found, job.resume_cursor)
         source = Source.of(job.source, job.max_results)
-        per_prospect = 2 if job.search_emails else 1
-        while True:
+        # Where the provider is asked next: ahead of `state` (what is committed) while a
+        # round's pages wait for their transaction.
+        found, cursor = state.found, state.cursor
+
+        async def fetch() -> tuple[_Fetched, int, bool]:
+            nonlocal found, cursor
             page = await self._provider_call(
-                job, partial(fetch_page, self.provider, account, source, state.cursor)
+                job, partial(fetch_page, self.provider, account, source, cursor)
             )
-            remaining = source.limit - state.found
+            remaining = source.limit - found
             profiles = page.profiles[:remaining]
             last = page.next_cursor is None or len(page.profiles) >= remaining
-            progress = source.progress(state.found + len(profiles), page.next_cursor)
-            n = state.pages_done
+            found, cursor = found + len(profiles), page.next_cursor
+            return _Fetched(profiles, found, cursor, last), len(profiles), last
 
-            async def commit(
-                conn: AsyncConnection,
-                n: int = n,
-                profiles: list[Profile] = profiles,
-                cursor: str | None = page.next_cursor,
-                last: bool = last,
-                progress: float = progress,
-            ) -> bool:
-                locked = await self._lock(conn, job)
-                if locked.pages_done == n + 1:
-                    return False  # committed already: the answer to our COMMIT was lost
-                if locked.pages_done != n:
-                    raise _Stop
-                result = await self._write_page(
-                    conn, job, n, profiles, cursor, last, progress, per_prospect
-                )
-                await runs.page_done(conn, job.account_group_id, job.id, result)
-                self.metrics.written(result.created, result.updated, result.unchanged)
-                return True
+        pages = Gatherer(fetch, self.commit_size, self.stopping)
+        try:
+            while not await self._import_round(job, source, state, await pages.next_round()):
+                if self.stopping.is_set():
+                    raise WorkerStopping
+        finally:
+            await pages.aclose()
 
-            await self._transaction(commit)
-            state.pages_done, state.found = n + 1, state.found + len(profiles)
-            state.cursor = page.next_cursor
-            if last:
-                return
-            if self.stopping.is_set():
-                raise WorkerStopping
-
-    async def _write_page(
+    async def _import_round(
         self,
-        conn: AsyncConnection,
         job: runs.RunningJob,
-        n: int,
-        profiles: list[Profile],
-        cursor: str | None,
-        last: bool,
-        progress: float,
-        per_prospect: int,
-    ) -> runs.PageResult:
-        group = job.account_group_id
-        valid = [p for p in profiles if 0 < len(p.member_id) <= MAX_PROVIDER_ID_LENGTH]
-        pairs = ([p.member_id for p in valid], [p.public_identifier for p in valid])
-        # Company and title come from enrichment, later: a page keeps what the prospect has,
-        # so re-importing an enriched prospect leaves it unchanged (and free).
-        known = {
-            (e.provider_id, e.public_identifier): e
-            for e in await runs.prospects_of(conn, group, *pairs)
-        }
-        rows: list[StagedRow] = []
-        for line, p in enumerate(valid, start=1):
-            before = known.get((p.member_id, p.public_identifier))
-            company = before.company_name if before is not None else None
-            title = before.title if before is not None else None
-            rows.append(
-                (
-                    line,
-                    p.member_id,
-                    None,
-                    p.public_identifier,
-                    p.profile_url,
-                    p.name,
-                    company,
-                    title,
-                )
-            )
-        counts = await write_rows(conn, group, rows)
-        written = await runs.prospects_of(conn, group, *pairs)
-        await runs.record_prospects(conn, group, job.id, [e.prospect_id for e in written])
-        amount = (counts.created + counts.updated) * per_prospect
-        charged = await credits.charge(conn, group, job.id, f"{job.id}:page:{n}", amount)
-        return runs.PageResult(
-            found=len(profiles),
-            created=counts.created,
-            updated=counts.updated,
-            unchanged=counts.unchanged,
-            charged=amount if charged else 0,
-            cursor=cursor,
-            progress=progress,
-            last=last,
+        source: Source,
+        state: _Import,
+        gathered: Gathered[_Fetched],
+    ) -> bool:
+        """A round's pages committed in one transaction; `state` moved past them. True once
+        the import stage is over."""
+        n, k = state.pages_done, len(gathered.items)
+        end = gathered.items[-1]
+        pages = runs.PagesResult(
+            pages=k,
+            found=end.found - state.found,
+            cursor=end.next_cursor,
+            progress=source.progress(end.found, end.next_cursor),
+            last=end.last,
         )
+
+        async def commit(conn: AsyncConnection) -> None:
+            locked = await self._lock(conn, job)
+            if locked.pages_done == n + k:
+                return  # committed already: the answer to our COMMIT was lost
+            if locked.pages_done != n:
+                raise _Stop
+            profiles = [p for page in gathered.items for p in page.profiles]
+            per_prospect = 2 if job.search_emails else 1
+            group = job.account_group_id
+            written = await write_pages(conn, group, job.id, n, profiles, per_prospect)
+            await runs.pages_committed(conn, group, job.id, pages, written)
+            self.metrics.written(written.created, written.updated, written.unchanged)
+
+        await self.database.transaction(commit)
+        state.pages_done, state.found, state.cursor = n + k, end.found, end.next_cursor
+        if gathered.interrupted is not None:
+            raise gathered.interrupted
+        return end.last
 
     # --- enrichment ----------------------------------------------------------------------
 
@@ -254,13 +247,35 @@ class JobRunner:
             )
             return total, done
 
-        total, done = await self._read(read_position)
+        total, done = await self.database.read(read_position)
+        # Read a few transactions' worth at a time, asked of the provider ENRICH_BATCH at a
+        # time.
+        read_size = max(ENRICH_BATCH, 4 * self.commit_size.rows)
         while True:
             if self.stopping.is_set():
                 raise WorkerStopping
-            batch = await self._read(partial(self._next_batch, group, job.id, after))
-            if not batch:
+            todo = await self.database.read(
+                partial(self._next_batch, group, job.id, after, read_size)
+            )
+            if not todo:
                 return
+            done = await self._enrich_read(job, account, todo, done, total)
+            after = todo[-1].prospect_id
+
+    async def _enrich_read(
+        self,
+        job: runs.RunningJob,
+        account: ProviderAccount,
+        todo: list[runs.ToEnrich],
+        done: int,
+        total: int,
+    ) -> int:
+        """The provider's enrichment of `todo`, committed round by round; returns `done` moved
+        past it."""
+        batches = iter([todo[i : i + ENRICH_BATCH] for i in range(0, len(todo), ENRICH_BATCH)])
+
+        async def fetch() -> tuple[_Enriched, int, bool]:
+            batch = next(batches)
             profiles = [
                 Profile(
                     b.provider_id, b.public_identifier or "", b.linkedin_url or "", b.name, None
@@ -271,40 +286,56 @@ class JobRunner:
                 job, partial(self.provider.enrich, account, profiles, job.search_emails)
             )
             by_member = {e.member_id: e for e in found}
-            updates = []
-            for b in batch:
-                e = by_member.get(b.provider_id)
-                if e is not None:
-                    updates.append((b.prospect_id, e.company_name, e.title, e.work_email))
-            done += len(batch)
-            last_id = batch[-1].prospect_id
-            progress = min(1.0, done / total) if total else 1.0
+            updates = [
+                (b.prospect_id, e.company_name, e.title, e.work_email)
+                for b in batch
+                if (e := by_member.get(b.provider_id)) is not None
+            ]
+            last = batch[-1] is todo[-1]
+            return _Enriched(updates, len(batch), batch[-1].prospect_id, last), len(batch), last
 
-            async def commit(
-                conn: AsyncConnection,
-                updates: list[tuple[str, str | None, str | None, str | None]] = updates,
-                last_id: str = last_id,
-                progress: float = progress,
-            ) -> None:
-                await self._lock(conn, job)
-                await runs.enrich_prospects(conn, group, updates, job.search_emails)
-                await runs.enrichment_done(conn, group, job.id, last_id, progress)
+        rounds = Gatherer(fetch, self.commit_size, self.stopping)
+        try:
+            while True:
+                gathered = await rounds.next_round()
+                done += sum(e.count for e in gathered.items)
+                await self._enrich_commit(job, gathered.items, done, total)
+                if gathered.interrupted is not None:
+                    raise gathered.interrupted
+                if gathered.items[-1].last:
+                    return done
+                if self.stopping.is_set():
+                    raise WorkerStopping
+        finally:
+            await rounds.aclose()
 
-            await self._transaction(commit)
-            after = last_id
+    async def _enrich_commit(
+        self, job: runs.RunningJob, enriched: list[_Enriched], done: int, total: int
+    ) -> None:
+        updates = [u for e in enriched for u in e.updates]
+        last_id = enriched[-1].last_id
+        progress = min(1.0, done / total) if total else 1.0
+
+        async def commit(conn: AsyncConnection) -> None:
+            await self._lock(conn, job)
+            group = job.account_group_id
+            await runs.enrich_prospects(conn, group, updates, job.search_emails)
+            await runs.enrichment_done(conn, group, job.id, last_id, progress)
+
+        await self.database.transaction(commit)
 
     @staticmethod
     async def _next_batch(
-        group: str, job_id: str, after: str | None, conn: AsyncConnection
+        group: str, job_id: str, after: str | None, limit: int, conn: AsyncConnection
     ) -> list[runs.ToEnrich]:
-        return await runs.next_to_enrich(conn, group, job_id, after, ENRICH_BATCH)
+        return await runs.next_to_enrich(conn, group, job_id, after, limit)
 
     # --- waiting on the provider ----------------------------------------------------------
 
     async def _provider_call(self, job: runs.RunningJob, call: Callable[[], Awaitable[T]]) -> T:
         """`call()` made with patience (patience.py): watched for a cancel, paused and made
         again while the provider rate limits."""
-        still_ours = partial(self._read, partial(self._still_ours, job))
+        still_ours = partial(self.database.read, partial(self._still_ours, job))
         try:
             return await self.patience.call(job.id, still_ours, call)
         except JobGone:
@@ -333,7 +364,7 @@ class JobRunner:
             await credits.release(conn, group, job.id)
             return "completed" if failure is None else "failed"
 
-        status = await self._transaction(end)
+        status = await self.database.transaction(end)
         if status is not None:
             logger.info("job %s %s", job.id, status)
         return status
@@ -346,53 +377,9 @@ class JobRunner:
             raise _Stop
         return locked
 
-    async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """`work` in one bounded transaction. While the database is unreachable (or the job
-        row stays locked), wait and run it again, from the start: nothing of a transaction
-        that did not commit remains, and one that did is recognised by `work` itself."""
-        return await self._retrying(work, transaction=True)
-
-    async def _read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        return await self._retrying(work, transaction=False)
-
-    async def _retrying(
-        self, work: Callable[[AsyncConnection], Awaitable[T]], *, transaction: bool
-    ) -> T:
-        deadline = time.monotonic() + self.database_wait_seconds
-        delay = 0.1
-        while True:
-            try:
-                if transaction:
-                    async with self.engine.begin() as conn:
-                        await runs.bound_transaction(conn, self.statement_timeout_ms)
-                        return await work(conn)
-                async with self.engine.connect() as conn:
-                    return await work(conn)
-            except (_Stop, _Failure):
-                raise
-            except Exception as exc:
-                if not _transient(exc):
-                    raise
-                if time.monotonic() + delay > deadline:
-                    raise DatabaseUnavailable from exc
-                logger.warning("job database work retried (%s)", type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
 
 class _Failure(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def _transient(exc: BaseException) -> bool:
-    """Worth a retry: the database is unreachable, or the job row stayed locked (55P03)."""
-    if isinstance(exc, DBAPIError):
-        orig = exc.orig
-        if isinstance(orig, asyncpg.LockNotAvailableError) or isinstance(
-            getattr(orig, "__cause__", None), asyncpg.LockNotAvailableError
-        ):
-            return True
-    return is_unavailable(exc)
