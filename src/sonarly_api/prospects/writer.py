@@ -191,21 +191,33 @@ WITH batch AS MATERIALIZED (
     FROM resolved
     ORDER BY provider_id, person_id, n DESC
 ), compared AS MATERIALIZED (
+    -- One index probe per row (LATERAL ... LIMIT 1, exact: the triple is unique). As a plain
+    -- join, a group the planner believes small (a new one, whose job is filling it) was read
+    -- whole at every call.
     SELECT l.*, p.id AS prospect_id,
            (p.public_identifier, p.linkedin_url, p.name, p.company_name, p.title)
            IS DISTINCT FROM
            (l.public_identifier, l.linkedin_url, l.name, l.company_name, l.title) AS changed
     FROM latest l
-    LEFT JOIN prospects p
-           ON NOT l.new_person AND p.account_group_id = :group
-          AND p.provider_id = l.provider_id AND p.person_id = l.person_id
+    LEFT JOIN LATERAL (
+        SELECT q.id, q.public_identifier, q.linkedin_url, q.name, q.company_name, q.title
+        FROM prospects q
+        WHERE NOT l.new_person AND q.account_group_id = :group
+          AND q.provider_id = l.provider_id AND q.person_id = l.person_id
+        LIMIT 1
+    ) AS p ON true
 ), updated AS (
+    -- The ids as an array in the index condition: the same planner error made this a loop over
+    -- the group's prospects for every row to update (quadratic in a job's size).
     UPDATE prospects p
     SET public_identifier = c.public_identifier, linkedin_url = c.linkedin_url,
         name = c.name, company_name = c.company_name, title = c.title, updated_at = now()
     FROM compared c
     WHERE c.prospect_id IS NOT NULL AND c.changed
-      AND p.account_group_id = :group AND p.id = c.prospect_id
+      AND p.account_group_id = :group
+      AND p.id = ANY (ARRAY(SELECT prospect_id FROM compared
+                            WHERE prospect_id IS NOT NULL AND changed))
+      AND p.id = c.prospect_id
     RETURNING 1
 ), created AS (
     INSERT INTO prospects (account_group_id, id, person_id, provider_id, public_identifier,
