@@ -105,6 +105,9 @@ class ProspectingJobProspect(Base):
     )
     account_group_id: Mapped[str] = mapped_column(Text)
     prospect_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    # What enrichment asks the provider about, so that it never reads the prospects back.
+    provider_id: Mapped[str] = mapped_column(Text)
+    public_identifier: Mapped[str | None] = mapped_column(Text)
 
 
 class ProspectingIdempotencyKey(Base):

@@ -43,7 +43,7 @@ async def write_pages(
         )
     counts = await write_rows(conn, group, rows)
     written = await runs.prospects_of(conn, group, *pairs)
-    await runs.record_prospects(conn, group, job_id, [e.prospect_id for e in written])
+    await runs.record_prospects(conn, group, job_id, written)
     amount = counts.written * per_prospect
     charged = await credits.charge(conn, group, job_id, f"{job_id}:page:{first_page}", amount)
     return runs.Written(counts.created, counts.updated, counts.unchanged, amount if charged else 0)

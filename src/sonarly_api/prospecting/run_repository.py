@@ -138,21 +138,32 @@ async def prospects_of(
         ),
         {"group": group, "provider_ids": list(provider_ids), "identifiers": list(identifiers)},
     )
-    return [Existing(**r._mapping) for r in rows]
+    # Positional: a row's mapping costs more than the row (columns in the fields' order).
+    return [Existing(*r) for r in rows]
 
 
 async def record_prospects(
-    conn: AsyncConnection, group: str, job_id: str, prospect_ids: Sequence[str]
+    conn: AsyncConnection, group: str, job_id: str, prospects: Sequence[Existing]
 ) -> None:
+    """The job's prospects, with what its enrichment stage will ask the provider about."""
     await conn.execute(
         text(
             """
-            INSERT INTO prospecting_job_prospects (job_id, account_group_id, prospect_id)
-            SELECT :job, :group, unnest(CAST(:ids AS text[]))
+            INSERT INTO prospecting_job_prospects
+                (job_id, account_group_id, prospect_id, provider_id, public_identifier)
+            SELECT :job, :group, p.id, p.provider_id, p.public_identifier
+            FROM unnest(CAST(:ids AS text[]), CAST(:provider_ids AS text[]),
+                        CAST(:identifiers AS text[])) AS p(id, provider_id, public_identifier)
             ON CONFLICT DO NOTHING
             """
         ),
-        {"job": job_id, "group": group, "ids": list(prospect_ids)},
+        {
+            "job": job_id,
+            "group": group,
+            "ids": [p.prospect_id for p in prospects],
+            "provider_ids": [p.provider_id for p in prospects],
+            "identifiers": [p.public_identifier for p in prospects],
+        },
     )
 
 
@@ -213,8 +224,6 @@ class ToEnrich:
     prospect_id: str
     provider_id: str
     public_identifier: str | None
-    linkedin_url: str | None
-    name: str | None
 
 
 async def count_job_prospects(
@@ -235,32 +244,23 @@ async def count_job_prospects(
 async def next_to_enrich(
     conn: AsyncConnection, group: str, job_id: str, after: str | None, limit: int
 ) -> list[ToEnrich]:
-    # The batch's ids first, from the job's index alone, then one probe per id (LATERAL ...
-    # LIMIT 1, exact: the id is the key): joined before the LIMIT, every prospect after
-    # `after` was read for each batch (quadratic in the job's size), and a planner that
-    # believes prospects small scans it whole. '' sorts before every id: "from the start".
+    # The job's own rows only (its primary key's order), never the prospects: a group the
+    # planner believes tiny (a new one, which the job is filling) was read whole for every id
+    # when they were joined. '' sorts before every id: "from the start".
     rows = await conn.execute(
         text(
             """
-            SELECT p.id AS prospect_id, p.provider_id, p.public_identifier, p.linkedin_url, p.name
-            FROM (
-                SELECT prospect_id FROM prospecting_job_prospects
-                WHERE job_id = :job AND account_group_id = :group
-                  AND prospect_id > coalesce(CAST(:after AS text), '')
-                ORDER BY prospect_id
-                LIMIT :limit
-            ) AS j
-            CROSS JOIN LATERAL (
-                SELECT q.id, q.provider_id, q.public_identifier, q.linkedin_url, q.name
-                FROM prospects q WHERE q.account_group_id = :group AND q.id = j.prospect_id
-                LIMIT 1
-            ) AS p
-            ORDER BY j.prospect_id
+            SELECT prospect_id, provider_id, public_identifier
+            FROM prospecting_job_prospects
+            WHERE job_id = :job AND account_group_id = :group
+              AND prospect_id > coalesce(CAST(:after AS text), '')
+            ORDER BY prospect_id
+            LIMIT :limit
             """
         ),
         {"job": job_id, "group": group, "after": after, "limit": limit},
     )
-    return [ToEnrich(**r._mapping) for r in rows]
+    return [ToEnrich(*r) for r in rows]  # columns in the fields' order
 
 
 async def enrich_prospects(

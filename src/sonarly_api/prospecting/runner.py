@@ -45,6 +45,7 @@ from sonarly_api.prospecting.patience import (
 )
 from sonarly_api.prospecting.queue import DatabaseUnavailable, WorkerStopping
 from sonarly_api.prospecting.sources import Source, fetch_page
+from sonarly_api.prospecting.urls import profile_url_of
 from sonarly_api.providers.base import Profile, Provider, ProviderAccount, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -278,7 +279,11 @@ class JobRunner:
             batch = next(batches)
             profiles = [
                 Profile(
-                    b.provider_id, b.public_identifier or "", b.linkedin_url or "", b.name, None
+                    b.provider_id,
+                    b.public_identifier or "",
+                    profile_url_of(b.public_identifier),
+                    None,
+                    None,
                 )
                 for b in batch
             ]

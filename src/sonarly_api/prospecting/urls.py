@@ -87,3 +87,10 @@ def profile_url(raw: str) -> str:
     # Public identifiers are case-insensitive; /in/x/details/… and any query are the same
     # person, so the profile is reduced to its identifier.
     return f"https://{CANONICAL_HOST}/in/{quote(identifier, safe='-_.~')}"
+
+
+def profile_url_of(public_identifier: str | None) -> str:
+    """The profile URL of a public identifier ("" without one), in profile_url's form."""
+    if not public_identifier:
+        return ""
+    return f"https://{CANONICAL_HOST}/in/{quote(public_identifier, safe='-_.~')}"
