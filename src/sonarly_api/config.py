@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     job_worker: bool = False
     # Jobs one worker process runs at once (`sonarly-api worker --concurrency`).
     worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # How much a `sonarly-api worker` process lowers its CPU priority (Unix niceness): on
+    # cores it shares with the API, jobs take the CPU that requests leave. 0 keeps it level.
+    worker_nice: Annotated[int, Field(ge=0, le=19)] = 10
     # The bound on each statement of a job's page and enrichment transactions.
     job_statement_timeout_ms: Annotated[int, Field(ge=100)] = 30_000
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Annotated
 
@@ -44,8 +45,9 @@ def worker(
 ) -> None:
     """Run prospecting jobs until SIGTERM or Ctrl-C.
 
-    On SIGTERM or Ctrl-C each running job finishes its current page and goes back to the
-    queue, to resume on another worker."""
+    The process runs at a lower CPU priority (WORKER_NICE, default 10), so that an API on the
+    same machine keeps its speed while jobs run. On SIGTERM or Ctrl-C each running job commits
+    the pages it holds and goes back to the queue, to resume on another worker."""
     try:
         settings = get_settings()
     except ValidationError as exc:
@@ -61,6 +63,8 @@ def worker(
     from sonarly_api.observability.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -98,7 +102,12 @@ async def _run(settings: Settings, database_url: str, concurrency: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, job_worker.stop)
     await queue.open()
-    logger.info("job worker started: %d at once, provider %s", concurrency, settings.provider)
+    logger.info(
+        "job worker started: %d at once, provider %s, niceness %d",
+        concurrency,
+        settings.provider,
+        os.nice(0),
+    )
     try:
         await job_worker.run()
     finally:
