@@ -410,7 +410,12 @@ def measure(args: argparse.Namespace, path: DatabasePath, logs: Path) -> Json:
         url = asyncio.run(fresh_database(maintenance, path.database))
         upgrade(url)
         results["database"] = where
-        results["postgres"] = asyncio.run(sql(url, "SHOW server_version"))[0]
+        # The server settings a bulk load depends on (the embedded server's are in
+        # embedded_pg/server.py; docker-compose.yml sets the same on its postgres service).
+        version, wal, buffers = asyncio.run(
+            sql(url, "SHOW server_version", "SHOW max_wal_size", "SHOW wal_buffers")
+        )
+        results["postgres"] = f"{version}; max_wal_size {wal}, wal_buffers {buffers}"
         group = asyncio.run(new_group(url, "import bench"))
         log(f"pre-loading {args.rows:,} rows ({where})")
         results["preload"] = cli_import(url, group, existing, logs).as_json()
