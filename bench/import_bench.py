@@ -49,8 +49,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
+from bench.databases import (
+    DatabasePath,
+    database_paths,
+    database_server,
+    drop,
+    execute,
+    fresh_database,
+    new_group,
+    plain,
+    sql,
+)
 from bench.import_report import (
     DOC,
     PATHS_END,
@@ -65,9 +75,6 @@ from bench.import_report import (
     update_doc,
 )
 from bench.report import machine
-from sonarly_api.accounts import repository as account_groups
-from sonarly_api.db import async_url
-from sonarly_api.embedded_pg import EmbeddedPostgres
 from sonarly_api.migrations import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,108 +162,10 @@ def _rows(count: int, tag: str, rng: random.Random) -> Iterator[tuple[str, ...]]
 # --- database ---------------------------------------------------------------------------------
 
 
-def _plain(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-@dataclass(frozen=True)
-class DatabasePath:
-    """Where the imports run: the embedded server (Unix socket) or BENCH_DATABASE_URL's (TCP)."""
-
-    name: str  # "embedded" | "tcp"
-    url: str | None  # BENCH_DATABASE_URL for "tcp"
-
-    @property
-    def database(self) -> str:
-        if self.url is None:
-            return DATABASE
-        # Named after the URL's database, so that a shared server's owner chooses the prefix.
-        return f"{make_url(self.url).database or 'postgres'}_import"
-
-    @property
-    def round_database(self) -> str:
-        return f"{self.database}_round"
-
-
-def database_paths() -> list[DatabasePath]:
-    """The embedded server always; BENCH_DATABASE_URL's too when it is set."""
-    url = os.environ.get("BENCH_DATABASE_URL", "").strip()
-    return [DatabasePath("embedded", None)] + ([DatabasePath("tcp", url)] if url else [])
-
-
-@contextlib.contextmanager
-def database_server(
-    path: DatabasePath, directory: Path = EMBEDDED_DIR
-) -> Iterator[tuple[str, str]]:
-    """(URL of the maintenance database, a description): BENCH_DATABASE_URL's server for the
-    TCP path, else the embedded PostgreSQL under `directory` (stopped at the end)."""
-    if path.url is not None:
-        url = path.url
-        maintenance = make_url(url).set(database="postgres").render_as_string(False)
-        where = "BENCH_DATABASE_URL over TCP " + make_url(url).render_as_string(True)
-        yield async_url(maintenance), where
-        return
-    server = EmbeddedPostgres(directory)
-    server.start()
-    try:
-        yield server.url("postgres"), f"embedded PostgreSQL ({directory.relative_to(ROOT)})"
-    finally:
-        server.stop()
-
-
-def with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-
-
-async def execute(url: str, *statements: str) -> None:
-    """Run statements one by one (simple protocol: also those, like CREATE DATABASE, that
-    cannot run in a transaction block)."""
-    conn = await asyncpg.connect(_plain(url))
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def _drop(name: str) -> str:
-    return f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-
-
-async def fresh_database(maintenance_url: str, name: str = DATABASE, template: str = "") -> str:
-    """An empty database `name`, or with `template` a fresh copy of that database (its files
-    copied as they are, after a checkpoint, rather than block by block through the WAL)."""
-    create = f"CREATE DATABASE {name}"
-    if template:
-        create += f" TEMPLATE {template} STRATEGY FILE_COPY"
-    await execute(maintenance_url, _drop(name), create)
-    return with_database(maintenance_url, name)
-
-
-async def new_group(url: str, name: str) -> str:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            return (await account_groups.create(conn, name)).id
-    finally:
-        await engine.dispose()
-
-
-async def sql(url: str, *statements: str) -> list[Any]:
-    conn = await asyncpg.connect(_plain(url))
-    try:
-        return [await conn.fetchval(s) for s in statements]
-    finally:
-        await conn.close()
-
-
 async def copy_baseline(url: str, path: Path) -> Json:
     """COPY the file into an empty table like prospects (its indexes and checks; no foreign
     keys, which LIKE does not copy), the columns the file lacks filled by defaults."""
-    conn = await asyncpg.connect(_plain(url))
+    conn = await asyncpg.connect(plain(url))
     try:
         group = await conn.fetchval("SELECT id FROM account_groups LIMIT 1")
         await conn.execute("DROP TABLE IF EXISTS prospects_copy")
@@ -376,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     full = args.rows == ROWS
     logs = DATA_DIR / "import.log"
     logs.unlink(missing_ok=True)
-    measured = {path.name: measure(args, path, logs) for path in database_paths()}
+    measured = {path.name: measure(args, path, logs) for path in database_paths(DATABASE)}
     if not full:
         log("not the full size: results not written; they would read:")
         for results in measured.values():
@@ -406,7 +315,7 @@ def measure(args: argparse.Namespace, path: DatabasePath, logs: Path) -> Json:
     results["rows"] = args.rows
     results["load_average_start"] = load_average()
     existing, new = rows_file(args.rows, "a"), rows_file(args.rows, "b")
-    with database_server(path) as (maintenance, where):
+    with database_server(path, EMBEDDED_DIR) as (maintenance, where):
         url = asyncio.run(fresh_database(maintenance, path.database))
         upgrade(url)
         results["database"] = where
@@ -424,7 +333,7 @@ def measure(args: argparse.Namespace, path: DatabasePath, logs: Path) -> Json:
             one_round(n, args, path, maintenance, group, new, logs)
             for n in range(1, args.rounds + 1)
         ]
-        asyncio.run(execute(maintenance, _drop(path.round_database)))
+        asyncio.run(execute(maintenance, drop(path.round_database)))
         results["rounds"] = rounds
         median = sorted(rounds, key=lambda r: r["import_vs_copy"])[(len(rounds) - 1) // 2]
         for key in ("import", "reimport", "copy", "import_vs_copy"):
@@ -436,7 +345,7 @@ def measure(args: argparse.Namespace, path: DatabasePath, logs: Path) -> Json:
             results["import_10m"] = cli_import(url, other, big, logs).as_json()
         if path.url is not None:
             # The server's own databases, not the embedded one's files: leave nothing behind.
-            asyncio.run(execute(maintenance, _drop(path.database)))
+            asyncio.run(execute(maintenance, drop(path.database)))
     results["load_average_end"] = load_average()
     results["targets"] = targets(results)
     for t in results["targets"]:

@@ -41,13 +41,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench import jobs_report
-from bench.import_bench import (
-    cli_import,
-    code_version,
-    database_paths,
-    database_server,
-    fresh_database,
-)
+from bench.databases import database_paths, database_server, fresh_database
+from bench.import_bench import cli_import, code_version
 from bench.import_bench import load_average as load_now
 from bench.jobs_data import (
     PEPPER,
@@ -188,11 +183,14 @@ def write_mix(path: Path, group: str, provider_ids: list[str], key: str) -> None
     path.write_text("".join(lines), encoding="ascii")
 
 
-def wrk_run(children: Children, base: str, mix: Path, seconds: float) -> Json:
-    wrk = ensure_wrk(log)
-    proc = start_wrk(
-        children, wrk, base, mix, duration=seconds, connections=16, threads=2, timeout=5
-    )
+def start_lookups(children: Children, base: str, mix: Path, seconds: float) -> Any:
+    return start_wrk(
+        children, ensure_wrk(log), base, mix, duration=seconds, connections=16, threads=2,
+        timeout=5,
+    )  # fmt: skip
+
+
+def lookups_result(children: Children, proc: Any, seconds: float) -> Json:
     result = finish_wrk(children, proc, seconds)
     return {
         "rps": result.rps,
@@ -202,6 +200,10 @@ def wrk_run(children: Children, base: str, mix: Path, seconds: float) -> Json:
         "timeouts": result.timeouts,
         "load_average": load_now(),
     }
+
+
+def wrk_run(children: Children, base: str, mix: Path, seconds: float) -> Json:
+    return lookups_result(children, start_lookups(children, base, mix, seconds), seconds)
 
 
 def measure_scale(
@@ -215,20 +217,30 @@ def measure_scale(
         for i in range(sizes.scale_jobs)
     ]
     log(f"scale: {len(plan)} jobs of {sizes.scale_results} over {len(groups)} groups, 2 workers")
+    # The lookups start with the jobs' POSTs: workers run jobs as soon as they arrive, so a
+    # window opened once all are posted would miss most of them.
+    window_opened = time.time()
     started = time.perf_counter()
+    lookups = start_lookups(children, base, mix, sizes.wrk_seconds)
     posted = asyncio.run(post_jobs(base, key, plan, None))
     posting = time.perf_counter() - started
     ids = [p.job_id for p in posted]
-    busy = wrk_run(children, base, mix, sizes.wrk_seconds)
+    busy = lookups_result(children, lookups, sizes.wrk_seconds)
     left = asyncio.run(unfinished(url, ids))
-    log(f"lookups, jobs running: {busy['rps']:,.0f} req/s ({left} jobs still unfinished after)")
     asyncio.run(wait_final(url, ids, 600))
     all_done = time.perf_counter() - started
+    rows = asyncio.run(job_rows(url, ids))
+    # How much of the lookups' window had jobs running (posted, queued or being run).
+    last_final = max(r["finished_at"] for r in rows)
+    coverage = min(1.0, max(0.0, (last_final - window_opened) / sizes.wrk_seconds))
+    log(
+        f"lookups, jobs running: {busy['rps']:,.0f} req/s (jobs during {coverage:.0%} of it;"
+        f" {left} unfinished after)"
+    )
     after = wrk_run(children, base, mix, sizes.wrk_seconds)
     log(f"lookups, no jobs again: {after['rps']:,.0f} req/s")
     # Idle before and after, averaged: the machine's speed drifts over minutes.
     idle_rps = (idle["rps"] + after["rps"]) / 2
-    rows = asyncio.run(job_rows(url, ids))
     written = sum(r["created"] + r["updated"] + r["unchanged"] for r in rows)
     return {
         "jobs": len(ids),
@@ -239,6 +251,7 @@ def measure_scale(
         "prospects_written": written,
         "prospects_per_second": round(written / all_done),
         "unfinished_after_wrk": left,
+        "jobs_cover_window": round(coverage, 2),
         "problems": check_rows(rows, len(plan)),
         "lookups_idle": idle,
         "lookups_with_jobs": busy,
@@ -262,7 +275,7 @@ def run(sizes: Sizes, smoke: bool) -> Json:
                      "load_average_start": load_now()}  # fmt: skip
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with (
-        database_server(database_paths()[-1], EMBEDDED_DIR) as (maintenance, where),
+        database_server(database_paths(DATABASE)[-1], EMBEDDED_DIR) as (maintenance, where),
         tempfile.TemporaryDirectory() as tmp,
         Children(LOG_DIR) as children,
         contextlib.ExitStack() as stack,

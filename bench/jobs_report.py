@@ -41,6 +41,7 @@ def targets(results: Json) -> list[Json]:
     speed = round(jobs_rate / import_rate, 2)
     problems = faults(results)
     lookups = scale["lookups_ratio"]
+    coverage = scale.get("jobs_cover_window", 1.0)
     idle_rps = round((scale["lookups_idle"]["rps"] + scale["lookups_idle_after"]["rps"]) / 2)
     return [
         _goal("POST to worker start, p50", "<= 50 ms", f"{p50} ms", round(p50 / 50, 2), p50 <= 50),
@@ -71,9 +72,11 @@ def targets(results: Json) -> list[Json]:
         _goal(
             "lookups/s while jobs run vs idle",
             ">= 0.8x",
-            f"{lookups}x ({scale['lookups_with_jobs']['rps']:,.0f} vs {idle_rps:,}/s)",
+            f"{lookups}x ({scale['lookups_with_jobs']['rps']:,.0f} vs {idle_rps:,}/s;"
+            f" jobs during {coverage:.0%} of it)",
             round(lookups / 0.8, 2),
-            lookups >= 0.8,
+            # A window the jobs only partly covered says too little to pass.
+            lookups >= 0.8 and coverage >= 0.9,
         ),
     ]
 
@@ -128,8 +131,9 @@ def markdown(results: Json) -> str:
         f" {pickup['queue_wait_p99_ms']} ms.",
         f"- **{big['results']:,}-result job**: `finishedAt - startedAt` of a `linkedin_search`"
         " job of that size on a group of its own (every prospect new), the sandbox at zero"
-        " delay: the import stage (pages of 25, each in one transaction with its charge) and"
-        " the enrichment stage (batches of 25). Median of"
+        " delay: the import stage (80 pages of 25, committed in rounds of about 500 profiles,"
+        " each round one transaction with its charge) and the enrichment stage (80 provider"
+        " calls of 25, committed in rounds alike). Median of"
         f" {len(big['runs'])} runs, one after the other: {runs}.",
         f"- **Prospects/s**: the job's {big['results']:,} prospects over its median run time,"
         f" against the bulk importer on the same {imported['rows']:,} rows (exported from the"
@@ -151,10 +155,12 @@ def markdown(results: Json) -> str:
         " left in the queue.",
         f"- **Lookups while jobs run**: wrk (2 threads, 16 connections,"
         f" {results['sizes']['wrk_seconds']:g} s) on lookups of the imported rows, first with no"
-        f" job ({idle['rps']:,.0f} req/s, p99 {idle['p99_ms']} ms), then right after the"
-        f" {scale['jobs']} jobs were POSTed ({busy['rps']:,.0f} req/s, p99 {busy['p99_ms']} ms;"
-        f" {scale['unfinished_after_wrk']} jobs were still unfinished when wrk ended: when"
-        " none are, the jobs did not cover the whole window), then with no job again once all"
+        f" job ({idle['rps']:,.0f} req/s, p99 {idle['p99_ms']} ms), then from the first of the"
+        f" {scale['jobs']} jobs' POSTs on ({busy['rps']:,.0f} req/s, p99 {busy['p99_ms']} ms;"
+        f" jobs were being posted, queued or run during"
+        f" {scale.get('jobs_cover_window', 1.0):.0%} of that window, and"
+        f" {scale['unfinished_after_wrk']} were unfinished when it ended), then with no job"
+        " again once all"
         f" were final ({after['rps']:,.0f} req/s, p99 {after['p99_ms']} ms). The ratio is"
         " against the mean of the two idle runs (the machine's speed drifts over minutes)."
         " The API servers, the workers, PostgreSQL and wrk share the same cores.",
