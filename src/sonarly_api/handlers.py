@@ -48,7 +48,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     error_type = _BY_STATUS.get(exc.status_code)
     method = request.scope.get(CLIENT_METHOD, request.method)
     if error_type is NotFound:
-        details = f"No route matches {method} {request.url.path}."
+        # A byte of the path that is not UTF-8 is a lone surrogate here (edge/paths.py):
+        # shown as \xNN, since JSON cannot carry it.
+        path = request.url.path.encode("utf-8", "surrogateescape").decode(
+            "utf-8", "backslashreplace"
+        )
+        details = f"No route matches {method} {path}."
     elif error_type is MethodNotAllowed:
         allowed = (exc.headers or {}).get("Allow", "")
         if "GET" in allowed and "HEAD" not in allowed:

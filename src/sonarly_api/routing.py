@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sonarly_api.edge.paths import keep_invalid_bytes
 from sonarly_api.errors import AppError
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -167,6 +168,7 @@ class FastLane:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # HEAD too: the request guard, in the lane's middleware, serves it as GET.
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            keep_invalid_bytes(scope)  # matched as the request guard will see it
             path = scope["path"]
             for route in self._routes:
                 match = route.path_regex.match(path)

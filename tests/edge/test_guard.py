@@ -1,6 +1,7 @@
 """What every request is checked for, on the fast lane and the framework's stack alike:
-a path that is not UTF-8 is 422 (never a match on a replaced character), HEAD is served
-wherever GET is, ambiguous requests are 400."""
+a path that is not UTF-8 is refused by the route's validation in its place in the order of
+checks (never a match on a replaced character), HEAD is served wherever GET is, ambiguous
+requests are 400."""
 
 from __future__ import annotations
 
@@ -32,9 +33,35 @@ class TestPathNotUtf8:
         assert body["error"] == {
             "code": "VALIDATION_ERROR",
             "message": "Request validation failed.",
-            "details": "path: must be valid UTF-8 once percent-decoded.",
+            "details": "providerId: must be valid UTF-8 once percent-decoded.",
         }
         assert body["traceId"] == response.headers["x-trace-id"]
+
+    async def test_comes_after_authentication_and_permission(
+        self, any_client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        """The lookup's order: 401 -> 429 -> 403 PERMISSION_DENIED -> 422."""
+        group = await factory.group()
+        _, no_permission = await factory.key([group], permissions=("prospecting:read",))
+
+        keyless = await any_client.get(lookup(group, "x%ff"))
+        forbidden = await any_client.get(lookup(group, "x%ff"), headers=bearer(no_permission))
+
+        assert keyless.status_code == 401
+        assert keyless.json()["error"]["code"] == "UNAUTHORIZED"
+        assert forbidden.status_code == 403
+        assert forbidden.json()["error"]["code"] == "PERMISSION_DENIED"
+
+    async def test_a_bad_account_group_byte_is_the_group_rule(
+        self, any_client: httpx.AsyncClient, factory: Factory
+    ) -> None:
+        group = await factory.group()
+        _, key = await factory.key([group])
+        response = await any_client.get(lookup(group[:-1] + "%ff", "one"), headers=bearer(key))
+        assert response.status_code == 422
+        assert response.json()["error"]["details"] == (
+            "accountGroupId: must be 24 hexadecimal characters."
+        )
 
     async def test_an_overlong_encoding_is_422_too(
         self, any_client: httpx.AsyncClient, factory: Factory
@@ -45,10 +72,13 @@ class TestPathNotUtf8:
         response = await any_client.get(lookup(group, "a%C0%AFb"), headers=bearer(key))
         assert response.status_code == 422
 
-    async def test_on_any_route(self, any_client: httpx.AsyncClient) -> None:
+    async def test_on_any_route_it_matches_nothing_it_should_not(
+        self, any_client: httpx.AsyncClient
+    ) -> None:
         response = await any_client.get("/v1/accounts%ff")
-        assert response.status_code == 422
-        assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "NOT_FOUND"
+        assert response.json()["error"]["details"] == "No route matches GET /v1/accounts\\xff."
 
 
 class TestHead:

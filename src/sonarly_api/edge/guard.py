@@ -6,17 +6,17 @@ and on the framework's stack alike (it is user middleware, so both run it).
   an access line and a metric like any other answer.
 - Ambiguous requests (two `Host`, no `Host` on HTTP/1.1, two `Authorization`): 400. Which of
   two values a proxy and this service each pick is how requests get smuggled past checks.
-- A path whose percent-decoded bytes are not UTF-8: 422. The server decodes it with
-  replacement characters, so `x%ff` would otherwise look up a stored `x\\ufffd`.
+- A path whose percent-decoded bytes are not UTF-8 goes on with each invalid byte as a lone
+  surrogate, for the route's validation to refuse in its place in the order of checks
+  (paths.py).
 - HEAD is served as GET without the body, wherever GET is (RFC 9110 §9.3.2).
 """
 
 from __future__ import annotations
 
-from urllib.parse import unquote_to_bytes
-
 from sonarly_api.edge.errors import MalformedRequest
-from sonarly_api.errors import AppError, ValidationFailed
+from sonarly_api.edge.paths import keep_invalid_bytes
+from sonarly_api.errors import AppError
 from sonarly_api.handlers import CLIENT_METHOD, render
 from sonarly_api.tracing import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,21 +44,6 @@ def _ambiguity(scope: Scope) -> str | None:
     return None
 
 
-def _path_is_utf8(scope: Scope) -> bool:
-    raw: bytes | None = scope.get("raw_path")
-    if raw is None:
-        return True
-    # Some servers (and test clients) leave the query string in raw_path.
-    raw = raw.split(b"?", 1)[0]
-    if b"%" not in raw and raw.isascii():
-        return True
-    try:
-        unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _with_head(allow: bytes) -> bytes:
     methods = [m.strip() for m in allow.split(b",")]
     if b"GET" in methods and b"HEAD" not in methods:
@@ -79,8 +64,8 @@ class RequestGuard:
             problem = _ambiguity(scope)
             if problem is not None:
                 error = MalformedRequest(problem)
-            elif not _path_is_utf8(scope):
-                error = ValidationFailed("path: must be valid UTF-8 once percent-decoded.")
+            else:
+                keep_invalid_bytes(scope)  # the fast lane did it already, before matching
         if error is not None:
             # Refused before any route, on the fast lane (which matched one already) as on
             # the framework's stack: the access line and metrics say `<unmatched>` for both.

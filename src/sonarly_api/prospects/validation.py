@@ -49,7 +49,11 @@ def _provider_id_problem(raw: str) -> str | None:
     if "/" in raw:
         return _NO_SLASH
     for char in raw:
-        if char.isspace() or unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp"):
+        if unicodedata.category(char) == "Cs":
+            # A byte of the path that is not UTF-8: the guard keeps it as a lone surrogate
+            # (a JSON body with one is refused as not JSON before this).
+            return "must be valid UTF-8 once percent-decoded"
+        if char.isspace() or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
             return "must not contain whitespace or control characters"
     return None
 
