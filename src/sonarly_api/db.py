@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, Text, event
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError
@@ -32,6 +32,14 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Identifiers, keys and codes (ids, provider ids, public identifiers, profile URLs, statuses):
+# compared byte by byte, whatever collation the server's database was created with. A libc or
+# ICU locale (C.UTF-8 on Debian, en_US.utf8 in the official image) compares every index entry
+# with strcoll: 15% of a million-row import (PostgreSQL 18 over TCP, 30.6 s against 26.6 s),
+# for an order these values do not need. Human text (names, titles, notes) keeps the database's.
+KeyText = Text(collation="C")
 
 
 class Base(DeclarativeBase):

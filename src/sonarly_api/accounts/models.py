@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, DateTime, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sonarly_api.db import Base
+from sonarly_api.db import Base, KeyText
 
 
 class AccountGroup(Base):
@@ -18,8 +18,8 @@ class AccountGroup(Base):
         CheckConstraint("plan IN ('tester', 'starter', 'scale', 'enterprise')", name="plan_known"),
     )
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(KeyText, primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     # A sonarly_api.credits.plans.Plan word.
-    plan: Mapped[str] = mapped_column(Text, server_default=text("'starter'"))
+    plan: Mapped[str] = mapped_column(KeyText, server_default=text("'starter'"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sonarly_api.db import Base
+from sonarly_api.db import Base, KeyText
 
 
 class ApiKey(Base):
@@ -26,7 +26,7 @@ class ApiKey(Base):
         CheckConstraint("octet_length(key_hash) = 32", name="key_hash_length"),
     )
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(KeyText, primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     # HMAC-SHA256(pepper, key): the key itself is never stored.
     key_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
@@ -44,8 +44,8 @@ class ApiKeyGrant(Base):
     __table_args__ = (Index("ix_api_key_grants_api_key_id", "api_key_id"),)
 
     account_group_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
+        KeyText, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
     )
     api_key_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+        KeyText, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
     )

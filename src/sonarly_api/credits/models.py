@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sonarly_api.db import Base
+from sonarly_api.db import Base, KeyText
 
 LEDGER_KINDS = ("grant", "reserve", "charge", "release")
 
@@ -34,7 +34,7 @@ class CreditBalance(Base):
     )
 
     account_group_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
+        KeyText, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
     )
     balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     reserved: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
@@ -61,13 +61,13 @@ class CreditLedgerEntry(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     account_group_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("account_groups.id", ondelete="CASCADE")
+        KeyText, ForeignKey("account_groups.id", ondelete="CASCADE")
     )
-    kind: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(KeyText)
     amount: Mapped[int] = mapped_column(BigInteger)
     # No foreign key: the jobs table comes in a later revision.
-    job_id: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(KeyText)
     # Makes an operation idempotent: a replay finds its key taken and changes nothing.
-    entry_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    entry_key: Mapped[str | None] = mapped_column(KeyText, unique=True)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

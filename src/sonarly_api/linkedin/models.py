@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Text, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sonarly_api.db import Base
+from sonarly_api.db import Base, KeyText
 
 
 class LinkedInConnection(Base):
@@ -22,9 +22,9 @@ class LinkedInConnection(Base):
     )
 
     account_group_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
+        KeyText, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
     )
-    provider_account_id: Mapped[str] = mapped_column(Text, unique=True)
+    provider_account_id: Mapped[str] = mapped_column(KeyText, unique=True)
     connected_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sonarly_api.db import Base
+from sonarly_api.db import Base, KeyText
 
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 _STATUS_LIST = ", ".join(f"'{s}'" for s in JOB_STATUSES)
@@ -60,15 +60,15 @@ class ProspectingJob(Base):
         ),
     )
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(KeyText, primary_key=True)
     account_group_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("account_groups.id", ondelete="CASCADE")
+        KeyText, ForeignKey("account_groups.id", ondelete="CASCADE")
     )
     # Which key started it (scopes idempotency); kept as NULL once that key is deleted.
     api_key_id: Mapped[str | None] = mapped_column(
-        Text, ForeignKey("api_keys.id", ondelete="SET NULL")
+        KeyText, ForeignKey("api_keys.id", ondelete="SET NULL")
     )
-    status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    status: Mapped[str] = mapped_column(KeyText, server_default=text("'queued'"))
     source: Mapped[dict[str, Any]] = mapped_column(JSONB)
     max_results: Mapped[int] = mapped_column(Integer)
     search_emails: Mapped[bool] = mapped_column(Boolean)
@@ -76,9 +76,9 @@ class ProspectingJob(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    import_status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    import_status: Mapped[str] = mapped_column(KeyText, server_default=text("'queued'"))
     import_progress: Mapped[float] = mapped_column(Double, server_default=text("0"))
-    enrichment_status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    enrichment_status: Mapped[str] = mapped_column(KeyText, server_default=text("'queued'"))
     enrichment_progress: Mapped[float] = mapped_column(Double, server_default=text("0"))
     found: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -87,10 +87,10 @@ class ProspectingJob(Base):
     failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     credits_reserved: Mapped[int] = mapped_column(Integer)
     credits_charged: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    error_code: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(KeyText)
     error_message: Mapped[str | None] = mapped_column(Text)
     # The worker's resume point: the provider cursor after the last committed page.
-    resume_cursor: Mapped[str | None] = mapped_column(Text)
+    resume_cursor: Mapped[str | None] = mapped_column(KeyText)
     pages_done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
@@ -101,13 +101,13 @@ class ProspectingJobProspect(Base):
     __tablename__ = "prospecting_job_prospects"
 
     job_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("prospecting_jobs.id", ondelete="CASCADE"), primary_key=True
+        KeyText, ForeignKey("prospecting_jobs.id", ondelete="CASCADE"), primary_key=True
     )
-    account_group_id: Mapped[str] = mapped_column(Text)
-    prospect_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    account_group_id: Mapped[str] = mapped_column(KeyText)
+    prospect_id: Mapped[str] = mapped_column(KeyText, primary_key=True)
     # What enrichment asks the provider about, so that it never reads the prospects back.
-    provider_id: Mapped[str] = mapped_column(Text)
-    public_identifier: Mapped[str | None] = mapped_column(Text)
+    provider_id: Mapped[str] = mapped_column(KeyText)
+    public_identifier: Mapped[str | None] = mapped_column(KeyText)
 
 
 class ProspectingIdempotencyKey(Base):
@@ -121,13 +121,15 @@ class ProspectingIdempotencyKey(Base):
     )
 
     api_key_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+        KeyText, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
     )
     account_group_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
+        KeyText, ForeignKey("account_groups.id", ondelete="CASCADE"), primary_key=True
     )
-    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(KeyText, primary_key=True)
     # SHA-256 of the canonical request (source, maxResults, searchEmails as validated).
     request_hash: Mapped[bytes] = mapped_column(LargeBinary)
-    job_id: Mapped[str] = mapped_column(Text, ForeignKey("prospecting_jobs.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(
+        KeyText, ForeignKey("prospecting_jobs.id", ondelete="CASCADE")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

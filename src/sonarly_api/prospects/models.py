@@ -19,17 +19,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sonarly_api.db import Base
+from sonarly_api.db import Base, KeyText
 
 
 class Person(Base):
     __tablename__ = "persons"
     __table_args__ = (CheckConstraint("id ~ '^[0-9a-f]{24}$'", name="id_format"),)
 
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(KeyText, primary_key=True)
     # The identity a person was first known by; unique so imports resolve to one person.
-    public_identifier: Mapped[str | None] = mapped_column(Text, unique=True)
-    linkedin_url: Mapped[str | None] = mapped_column(Text, unique=True)
+    public_identifier: Mapped[str | None] = mapped_column(KeyText, unique=True)
+    linkedin_url: Mapped[str | None] = mapped_column(KeyText, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -53,12 +53,12 @@ class Prospect(Base):
     # level triggers, not foreign keys, so that a bulk import is checked once per statement
     # rather than once per row (see alembic revisions 0002_set_based_references and
     # 0003_reference_checks_scan).
-    account_group_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    person_id: Mapped[str] = mapped_column(Text)
-    provider_id: Mapped[str] = mapped_column(Text)
-    public_identifier: Mapped[str | None] = mapped_column(Text)
-    linkedin_url: Mapped[str | None] = mapped_column(Text)
+    account_group_id: Mapped[str] = mapped_column(KeyText, primary_key=True)
+    id: Mapped[str] = mapped_column(KeyText, primary_key=True)
+    person_id: Mapped[str] = mapped_column(KeyText)
+    provider_id: Mapped[str] = mapped_column(KeyText)
+    public_identifier: Mapped[str | None] = mapped_column(KeyText)
+    linkedin_url: Mapped[str | None] = mapped_column(KeyText)
     name: Mapped[str | None] = mapped_column(Text)
     company_name: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
