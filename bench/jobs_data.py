@@ -207,6 +207,23 @@ async def export_job_rows(url: str, job_id: str, path: Path) -> int:
     return len(rows)
 
 
+async def wait_claimed(url: str, ids: list[str], within: float) -> None:
+    """Until a worker has claimed one of the jobs."""
+    started = time.perf_counter()
+    conn = await asyncpg.connect(plain(url))
+    try:
+        while not await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM prospecting_jobs WHERE id = ANY($1)"
+            " AND started_at IS NOT NULL)",
+            ids,
+        ):
+            if time.perf_counter() - started > within:
+                raise HarnessError(f"no worker claimed a job in {within:g} s")
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
 async def unfinished(url: str, ids: list[str]) -> int:
     conn = await asyncpg.connect(plain(url))
     try:
