@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 from typing import Annotated
 
@@ -26,7 +27,15 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-@app.callback(invoke_without_command=True)
+_HELP = """Run prospecting jobs until SIGTERM or Ctrl-C.
+
+The process runs at a lower CPU priority (WORKER_NICE, default 10), so that an API on the
+same machine keeps its speed while jobs run. On SIGTERM or Ctrl-C each running job commits
+the pages it holds and goes back to the queue, to resume on another worker."""
+
+
+# The help shows each line break of a docstring: one line per paragraph there.
+@app.callback(invoke_without_command=True, help=re.sub(r"(?<!\n)\n(?!\n)", " ", _HELP))
 def worker(
     concurrency: Annotated[
         int | None,
@@ -43,11 +52,6 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Run prospecting jobs until SIGTERM or Ctrl-C.
-
-    The process runs at a lower CPU priority (WORKER_NICE, default 10), so that an API on the
-    same machine keeps its speed while jobs run. On SIGTERM or Ctrl-C each running job commits
-    the pages it holds and goes back to the queue, to resume on another worker."""
     try:
         settings = get_settings()
     except ValidationError as exc:
