@@ -19,10 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
+from sonarly_api.embedded_pg.cluster import SUPERUSER, ensure_cluster
 from sonarly_api.embedded_pg.process import (
     EmbeddedPostgresError,
     RunAs,
-    chown_tree,
     cluster_processes,
     ensure_system_user,
     exclusive_lock,
@@ -39,7 +39,6 @@ from sonarly_api.embedded_pg.process import (
 logger = logging.getLogger("sonarly_api.embedded_pg")
 
 SERVER_SYSTEM_USER = "embedded_postgres"  # used only when we run as root
-SUPERUSER = "postgres"
 PORT = 5432  # only names the socket file; nothing listens on TCP
 _SOCKET_NAME = f".s.PGSQL.{PORT}"
 # sun_path is 108 bytes on Linux; keep a margin for the ".lock" sibling and the NUL byte.
@@ -49,7 +48,6 @@ _PRIVATE_SOCKET_PREFIX = "sonarly-pg-"
 _START_LOCK_TIMEOUT = 180.0  # initdb + a 60 s start + orphan wait, with room to spare
 _PG_CTL_START_TIMEOUT = 60
 _PG_CTL_STOP_TIMEOUT = 60
-_INITDB_TIMEOUT = 180.0
 _PSQL_TIMEOUT = 60.0
 _ORPHAN_WAIT = 30.0
 
@@ -111,7 +109,7 @@ class EmbeddedPostgres:
                 if run_as is not None:
                     make_binaries_usable(bin_dir)
                     make_ancestors_traversable(self.cluster_dir)
-                self._ensure_cluster(bin_dir, run_as)
+                ensure_cluster(self.base_dir, self.cluster_dir, bin_dir, run_as)
                 postmaster = self._live_postmaster()
                 if postmaster is not None and postmaster.status != "ready":
                     postmaster = self._wait_ready()
@@ -251,49 +249,6 @@ class EmbeddedPostgres:
             f"embedded PostgreSQL in {self.cluster_dir} did not become ready in time; "
             f"last server log lines:\n{log_tail(self.log_file)}"
         )
-
-    def _ensure_cluster(self, bin_dir: Path, run_as: RunAs | None) -> None:
-        if (self.cluster_dir / "PG_VERSION").is_file():
-            if run_as is not None:
-                chown_tree(self.cluster_dir, run_as)
-            return
-        if self.cluster_dir.exists():
-            if any(self.cluster_dir.iterdir()):
-                raise EmbeddedPostgresError(
-                    f"{self.cluster_dir} exists but is not a PostgreSQL data directory; "
-                    "move it away or choose another data dir"
-                )
-            self.cluster_dir.rmdir()
-        # initdb into a scratch dir then rename: a crash mid-initdb never leaves a
-        # half-initialised cluster that would later look valid.
-        scratch = self.base_dir / "cluster.initdb"
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(mode=0o700)
-        if run_as is not None:
-            os.chown(scratch, run_as.uid, run_as.gid)
-        logger.info("initialising embedded PostgreSQL cluster in %s", self.cluster_dir)
-        result = run_program(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(scratch),
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-locale",
-                "-U",
-                SUPERUSER,
-                "--no-instructions",
-            ],
-            timeout=_INITDB_TIMEOUT,
-            run_as=run_as,
-            cwd=scratch,
-        )
-        if result.returncode != 0:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise EmbeddedPostgresError(
-                f"initdb failed (exit {result.returncode}):\n{result.stderr.strip()}"
-            )
-        scratch.rename(self.cluster_dir)
 
     def _start_server(self, bin_dir: Path, run_as: RunAs | None) -> _Postmaster:
         self._clear_stale_state()
