@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import report
-from bench.dataset import Manifest, postgres_pid
+from bench.databases import postgres_pid
+from bench.dataset import Manifest
 from bench.mix import _provider, keys_by_group, lookup_path
 from bench.procs import HarnessError, Log
 from bench.profile import profile_service

@@ -3,6 +3,7 @@ and the few statements the benches run on them directly."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from bench.cpu import postmaster_of
 from sonarly_api.accounts import repository as account_groups
 from sonarly_api.db import async_url
 from sonarly_api.embedded_pg import EmbeddedPostgres
@@ -116,3 +118,54 @@ async def sql(url: str, *statements: str) -> list[Any]:
         return [await conn.fetchval(s) for s in statements]
     finally:
         await conn.close()
+
+
+def postgres_pid(url: str) -> int | None:
+    """The postmaster's pid, for CPU accounting (None when the server is not local)."""
+
+    async def backend_pid() -> int | None:
+        conn = await asyncpg.connect(plain(url))
+        try:
+            pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+            # Asked while the backend is alive: its parent is the postmaster.
+            return postmaster_of(pid)
+        finally:
+            await conn.close()
+
+    return asyncio.run(backend_pid())
+
+
+def client_backends(url: str) -> list[int]:
+    """Pids of the client backends connected to the database of `url`, but ours."""
+
+    async def read() -> list[int]:
+        conn = await asyncpg.connect(plain(url))
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                " AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return [int(row[0]) for row in rows]
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def server_facts(url: str) -> dict[str, str]:
+    """PostgreSQL's version and the settings that shape lookup cost, for the report."""
+
+    async def read() -> dict[str, str]:
+        conn = await asyncpg.connect(plain(url))
+        try:
+            facts = {}
+            for name in ("server_version", "shared_buffers", "max_connections", "jit"):
+                facts[name] = str(await conn.fetchval(f"SHOW {name}"))
+            facts["connections_in_use"] = str(
+                await conn.fetchval("SELECT count(*) FROM pg_stat_activity")
+            )
+            return facts
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())

@@ -26,7 +26,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bench.cpu import postmaster_of
 from bench.procs import HarnessError, Log
 from sonarly_api.accounts import repository as account_groups
 from sonarly_api.auth import keys as key_format
@@ -187,21 +186,6 @@ def open_server(log: Log, url: str | None = None) -> Iterator[DbServer]:
         yield DbServer("embedded", server.url("postgres"), embedded=server)
     finally:
         server.stop()
-
-
-def postgres_pid(url: str) -> int | None:
-    """The postmaster's pid, for CPU accounting (None when the server is not local)."""
-
-    async def backend_pid() -> int | None:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
-        try:
-            pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
-            # Asked while the backend is alive: its parent is the postmaster.
-            return postmaster_of(pid)
-        finally:
-            await conn.close()
-
-    return asyncio.run(backend_pid())
 
 
 # --- the dataset ------------------------------------------------------------------------
@@ -391,39 +375,3 @@ async def _vacuum(url: str) -> None:
         await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
-
-
-def client_backends(url: str) -> list[int]:
-    """Pids of the client backends connected to the database of `url`, but ours."""
-
-    async def read() -> list[int]:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
-        try:
-            rows = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'"
-                " AND datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return [int(row[0]) for row in rows]
-        finally:
-            await conn.close()
-
-    return asyncio.run(read())
-
-
-def server_facts(url: str) -> dict[str, str]:
-    """PostgreSQL's version and the settings that shape lookup cost, for the report."""
-
-    async def read() -> dict[str, str]:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
-        try:
-            facts = {}
-            for name in ("server_version", "shared_buffers", "max_connections", "jit"):
-                facts[name] = str(await conn.fetchval(f"SHOW {name}"))
-            facts["connections_in_use"] = str(
-                await conn.fetchval("SELECT count(*) FROM pg_stat_activity")
-            )
-            return facts
-        finally:
-            await conn.close()
-
-    return asyncio.run(read())

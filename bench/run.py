@@ -22,17 +22,16 @@ from typing import Any
 
 from bench import batch, identity, report, stalls
 from bench.cpu import CpuMeter, Tree, busy_cores, listener_pid
+from bench.databases import client_backends, postgres_pid
+from bench.databases import server_facts as pg_facts
 from bench.dataset import (
     DbServer,
     Manifest,
     Spec,
-    client_backends,
     database_paths,
     ensure_dataset,
     open_server,
-    postgres_pid,
 )
-from bench.dataset import server_facts as pg_facts
 from bench.load import WrkResult, ensure_wrk, finish_wrk, start_wrk
 from bench.mix import build_mix, write_mix
 from bench.procs import Children, HarnessError, install_signal_handlers

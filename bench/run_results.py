@@ -9,8 +9,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bench import batch, report
+from bench.databases import server_facts as pg_facts
 from bench.dataset import Manifest
-from bench.dataset import server_facts as pg_facts
 from bench.servers import ROOT
 
 if TYPE_CHECKING:

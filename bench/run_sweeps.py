@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import report
+from bench.databases import server_facts as pg_facts
 from bench.dataset import Manifest
-from bench.dataset import server_facts as pg_facts
 from bench.run_results import log
 from bench.servers import wait_ready
 
