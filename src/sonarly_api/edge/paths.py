@@ -31,8 +31,16 @@ def path_with_invalid_bytes(scope: Scope) -> str | None:
     return None
 
 
+# Set once the path was looked at: the fast lane does it before matching, the request guard
+# after it, and a path is decoded once.
+_CHECKED = "sonarly.path_checked"
+
+
 def keep_invalid_bytes(scope: Scope) -> None:
     """Put the surrogate form in `scope["path"]` when the path is not UTF-8."""
+    if scope.get(_CHECKED):
+        return
+    scope[_CHECKED] = True
     path = path_with_invalid_bytes(scope)
     if path is not None:
         scope["path"] = path
